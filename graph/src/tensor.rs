@@ -1,0 +1,313 @@
+//! [`Tensor`]: a dtype, a fully known shape and a shared, typed buffer.
+//!
+//! Invariants: the buffer's variant always matches `dtype`, and its length always equals the
+//! product of the shape. Clones share the buffer; mutation goes through
+//! [`Tensor::as_mut_slice`], which copies only when the buffer is shared (copy on write).
+
+use std::fmt;
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use smallvec::SmallVec;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+
+/// The concrete dims of a tensor.
+pub type Dims = SmallVec<[usize; 4]>;
+
+/// Typed element storage, one variant per dtype with values.
+#[derive(Clone, PartialEq)]
+pub enum Buffer {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    Bool(Vec<bool>),
+    String(Vec<Vec<u8>>),
+}
+
+/// A Rust type that can be a tensor element.
+pub trait Element: Clone + Default + Send + Sync + PartialEq + fmt::Debug + 'static {
+    const DTYPE: DType;
+    fn slice(buffer: &Buffer) -> Option<&[Self]>;
+    fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]>;
+    fn into_buffer(values: Vec<Self>) -> Buffer;
+}
+
+macro_rules! elements {
+    ($($variant:ident: $ty:ty,)*) => {
+        $(impl Element for $ty {
+            const DTYPE: DType = DType::$variant;
+            fn slice(buffer: &Buffer) -> Option<&[Self]> {
+                match buffer { Buffer::$variant(v) => Some(v), _ => None }
+            }
+            fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]> {
+                match buffer { Buffer::$variant(v) => Some(v), _ => None }
+            }
+            fn into_buffer(values: Vec<Self>) -> Buffer { Buffer::$variant(values) }
+        })*
+
+        impl Buffer {
+            pub fn len(&self) -> usize {
+                match self { $(Buffer::$variant(v) => v.len(),)* }
+            }
+            pub fn is_empty(&self) -> bool { self.len() == 0 }
+            pub fn dtype(&self) -> DType {
+                match self { $(Buffer::$variant(_) => DType::$variant,)* }
+            }
+            /// `n` default values (zero, false, empty string) of `dtype`.
+            pub fn zeros(dtype: DType, n: usize) -> Result<Buffer> {
+                match dtype {
+                    $(DType::$variant => Ok(Buffer::$variant(try_filled(n, <$ty>::default())?)),)*
+                    other => Err(Error::unimplemented(format!(
+                        "tensors of dtype {other} cannot hold values in Rill yet"
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+elements! {
+    F32: f32, F64: f64, F16: f16, BF16: bf16, I8: i8, I16: i16, I32: i32, I64: i64,
+    U8: u8, U16: u16, U32: u32, U64: u64, Bool: bool, String: Vec<u8>,
+}
+
+/// A vector of `n` copies of `value`, failing with ResourceExhausted instead of aborting
+/// when the memory is not there.
+pub fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::resource_exhausted(format!(
+            "cannot allocate {n} elements of {} bytes",
+            std::mem::size_of::<T>()
+        ))
+    })?;
+    v.resize(n, value);
+    Ok(v)
+}
+
+/// A dense tensor value.
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    dims: Dims,
+    data: Arc<Buffer>,
+}
+
+/// The element count of `dims`, or InvalidArgument when it overflows.
+pub fn element_count(dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::invalid_argument(format!("shape {dims:?} has too many elements")))
+}
+
+impl Tensor {
+    /// A tensor from its values in row-major order.
+    pub fn new<T: Element>(dims: &[usize], values: Vec<T>) -> Result<Tensor> {
+        Tensor::from_buffer(dims, T::into_buffer(values))
+    }
+
+    pub fn from_buffer(dims: &[usize], data: Buffer) -> Result<Tensor> {
+        let n = element_count(dims)?;
+        if n != data.len() {
+            return Err(Error::invalid_argument(format!(
+                "shape {dims:?} needs {n} values, got {}",
+                data.len()
+            )));
+        }
+        Ok(Tensor {
+            dims: dims.into(),
+            data: Arc::new(data),
+        })
+    }
+
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Tensor {
+            dims: Dims::new(),
+            data: Arc::new(T::into_buffer(vec![value])),
+        }
+    }
+
+    /// A rank-1 tensor.
+    pub fn vector<T: Element>(values: Vec<T>) -> Tensor {
+        Tensor {
+            dims: SmallVec::from_slice(&[values.len()]),
+            data: Arc::new(T::into_buffer(values)),
+        }
+    }
+
+    /// A tensor of zeros (false, empty strings) of the given dtype and shape.
+    pub fn zeros(dtype: DType, dims: &[usize]) -> Result<Tensor> {
+        let n = element_count(dims)?;
+        Tensor::from_buffer(dims, Buffer::zeros(dtype, n)?)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    pub fn rank(&self) -> usize {
+        self.dims.len()
+    }
+
+    pub fn num_elements(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The shape as a (fully known) graph-time [`Shape`].
+    pub fn shape(&self) -> Shape {
+        Shape::known(&self.dims)
+    }
+
+    pub fn buffer(&self) -> &Buffer {
+        &self.data
+    }
+
+    /// The values, or InvalidArgument when `T` is not this tensor's dtype.
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        T::slice(&self.data).ok_or_else(|| self.dtype_error(T::DTYPE))
+    }
+
+    /// Mutable values; copies the buffer first if another tensor shares it.
+    pub fn as_mut_slice<T: Element>(&mut self) -> Result<&mut [T]> {
+        let dtype = self.dtype();
+        T::slice_mut(Arc::make_mut(&mut self.data)).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "tensor has dtype {dtype}, not the requested {}",
+                T::DTYPE
+            ))
+        })
+    }
+
+    /// The single value of a scalar (or one-element) tensor.
+    pub fn scalar_value<T: Element>(&self) -> Result<T> {
+        match self.as_slice::<T>()? {
+            [v] => Ok(v.clone()),
+            _ => Err(Error::invalid_argument(format!(
+                "expected a scalar, got shape {}",
+                self.shape()
+            ))),
+        }
+    }
+
+    /// The same values with new dims of the same element count.
+    pub fn reshape(&self, dims: &[usize]) -> Result<Tensor> {
+        if element_count(dims)? != self.num_elements() {
+            return Err(Error::invalid_argument(format!(
+                "cannot reshape a tensor of {} elements to {dims:?}",
+                self.num_elements()
+            )));
+        }
+        Ok(Tensor {
+            dims: dims.into(),
+            data: self.data.clone(),
+        })
+    }
+
+    /// Integer values (any integer dtype) widened to i64: shapes, axes, indices.
+    pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
+        Ok(match &*self.data {
+            Buffer::I32(v) => v.iter().map(|&x| x as i64).collect(),
+            Buffer::I64(v) => v.clone(),
+            Buffer::I16(v) => v.iter().map(|&x| x as i64).collect(),
+            Buffer::I8(v) => v.iter().map(|&x| x as i64).collect(),
+            Buffer::U8(v) => v.iter().map(|&x| x as i64).collect(),
+            Buffer::U16(v) => v.iter().map(|&x| x as i64).collect(),
+            Buffer::U32(v) => v.iter().map(|&x| x as i64).collect(),
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "expected an integer tensor, got {}",
+                    other.dtype()
+                )))
+            }
+        })
+    }
+
+    fn dtype_error(&self, wanted: DType) -> Error {
+        Error::invalid_argument(format!(
+            "tensor has dtype {}, not the requested {wanted}",
+            self.dtype()
+        ))
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}{}>", self.dtype(), self.shape())?;
+        let n = self.num_elements().min(8);
+        macro_rules! show {
+            ($v:expr) => {
+                write!(f, " {:?}", &$v[..n])?
+            };
+        }
+        match &*self.data {
+            Buffer::F32(v) => show!(v),
+            Buffer::F64(v) => show!(v),
+            Buffer::F16(v) => show!(v),
+            Buffer::BF16(v) => show!(v),
+            Buffer::I8(v) => show!(v),
+            Buffer::I16(v) => show!(v),
+            Buffer::I32(v) => show!(v),
+            Buffer::I64(v) => show!(v),
+            Buffer::U8(v) => show!(v),
+            Buffer::U16(v) => show!(v),
+            Buffer::U32(v) => show!(v),
+            Buffer::U64(v) => show!(v),
+            Buffer::Bool(v) => show!(v),
+            Buffer::String(v) => {
+                let s: Vec<_> = v[..n].iter().map(|s| String::from_utf8_lossy(s)).collect();
+                write!(f, " {s:?}")?
+            }
+        }
+        if self.num_elements() > n {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn construction_checks_lengths() {
+        let t = Tensor::new(&[2, 3], vec![1.0f32; 6]).unwrap();
+        assert_eq!(t.dtype(), DType::F32);
+        assert_eq!(t.shape().to_string(), "[2,3]");
+        assert!(Tensor::new(&[2, 3], vec![1.0f32; 5]).is_err());
+        assert!(t.as_slice::<i32>().is_err());
+        assert_eq!(Tensor::scalar(3i64).scalar_value::<i64>().unwrap(), 3);
+    }
+
+    #[test]
+    fn copy_on_write() {
+        let a = Tensor::vector(vec![1i32, 2, 3]);
+        let mut b = a.clone();
+        b.as_mut_slice::<i32>().unwrap()[0] = 9;
+        assert_eq!(a.as_slice::<i32>().unwrap(), &[1, 2, 3]);
+        assert_eq!(b.as_slice::<i32>().unwrap(), &[9, 2, 3]);
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_not_aborts() {
+        assert!(Tensor::zeros(DType::F32, &[usize::MAX, 2]).is_err());
+        let e = Tensor::zeros(DType::F64, &[1 << 40, 1 << 20]).unwrap_err();
+        assert_eq!(e.code, crate::Code::ResourceExhausted);
+        assert!(Tensor::zeros(DType::Resource, &[1]).is_err());
+    }
+}
