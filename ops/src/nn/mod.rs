@@ -1,0 +1,7 @@
+//! nn ops.
+
+use rill_graph::{OpRegistry, Result};
+
+pub(crate) fn register(_r: &mut OpRegistry) -> Result<()> {
+    Ok(())
+}
