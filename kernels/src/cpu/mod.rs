@@ -1,0 +1,13 @@
+//! CPU kernels, by family.
+
+use crate::KernelRegistry;
+
+pub mod array;
+pub mod math;
+pub mod nn;
+
+pub(crate) fn register(r: &mut KernelRegistry) {
+    array::register(r);
+    math::register(r);
+    nn::register(r);
+}

@@ -1,0 +1,130 @@
+//! Rill's kernels: the [`Kernel`] trait, the [`KernelRegistry`] keyed by
+//! (op, device type, dtype), and the CPU kernels (always built).
+//!
+//! A kernel is created once per node when a plan is compiled ([`KernelFactory`] reads and
+//! checks the node's attrs then), and computed once per step with the node's input tensors.
+//! Kernels follow TensorFlow's semantics exactly (broadcasting, padding, integer casts,
+//! reduction rules).
+//!
+//! Invariants: `compute` returns one tensor per output of the node, of the node's output
+//! dtypes; errors are typed ([`rill_graph::Error`]) and the executor attaches the node name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use rill_graph::{DType, Error, Node, Result, Tensor};
+
+pub mod cpu;
+
+/// Where a kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceType {
+    Cpu,
+}
+
+impl DeviceType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceType::Cpu => "CPU",
+        }
+    }
+}
+
+/// Per-step context handed to every kernel.
+pub struct KernelContext<'a> {
+    /// The node's name, for messages.
+    pub node_name: &'a str,
+}
+
+/// The computation of one node.
+pub trait Kernel: Send + Sync {
+    /// Computes the node's outputs from its inputs. Inputs are owned so that a kernel may
+    /// reuse an input's buffer for its output when nothing else holds it.
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+}
+
+/// Creates the kernel of a node (reading its attrs once).
+pub type KernelFactory = fn(&Node) -> Result<Box<dyn Kernel>>;
+
+/// Kernels by (op, device type, dtype); a kernel registered with dtype `None` serves every
+/// dtype of its op (and checks the dtype itself when created).
+#[derive(Default)]
+pub struct KernelRegistry {
+    kernels: HashMap<(String, DeviceType, Option<DType>), KernelFactory>,
+}
+
+impl KernelRegistry {
+    pub fn new() -> KernelRegistry {
+        KernelRegistry::default()
+    }
+
+    /// Registers a factory for `op` on `device` for `dtype` (`None`: any dtype).
+    pub fn register(&mut self, op: &str, device: DeviceType, dtype: Option<DType>, factory: KernelFactory) {
+        self.kernels.insert((op.to_string(), device, dtype), factory);
+    }
+
+    /// Registers a CPU factory for `op` serving every dtype.
+    pub fn cpu(&mut self, op: &str, factory: KernelFactory) {
+        self.register(op, DeviceType::Cpu, None, factory);
+    }
+
+    /// The dtype a node's kernel is selected by: its `T` attr, else `dtype`, else none.
+    pub fn kernel_dtype(node: &Node) -> Option<DType> {
+        ["T", "dtype", "SrcT"]
+            .iter()
+            .find_map(|a| node.attr(a).and_then(|v| v.as_type()))
+    }
+
+    /// Whether some kernel can run `node` on `device`.
+    pub fn supports(&self, node: &Node, device: DeviceType) -> bool {
+        self.factory(node, device).is_some()
+    }
+
+    fn factory(&self, node: &Node, device: DeviceType) -> Option<KernelFactory> {
+        let op = node.op_name().to_string();
+        let dtype = Self::kernel_dtype(node);
+        self.kernels
+            .get(&(op.clone(), device, dtype))
+            .or_else(|| self.kernels.get(&(op, device, None)))
+            .copied()
+    }
+
+    /// Creates the kernel for `node` on `device`; Unimplemented naming the op, dtype and
+    /// device when there is none.
+    pub fn create(&self, node: &Node, device: DeviceType) -> Result<Box<dyn Kernel>> {
+        let factory = self.factory(node, device).ok_or_else(|| {
+            let dtype = Self::kernel_dtype(node).map(|d| format!(" for dtype {d}")).unwrap_or_default();
+            Error::unimplemented(format!(
+                "no {} kernel for op {}{dtype}",
+                device.name(),
+                node.op_name()
+            ))
+        })?;
+        factory(node).map_err(|e| e.at_node(&node.name, node.op_name()))
+    }
+
+    /// Ops with at least one kernel, sorted.
+    pub fn ops(&self) -> Vec<&str> {
+        let mut ops: Vec<&str> = self.kernels.keys().map(|(op, _, _)| op.as_str()).collect();
+        ops.sort_unstable();
+        ops.dedup();
+        ops
+    }
+}
+
+/// Every kernel Rill has (built once).
+pub fn registry() -> Arc<KernelRegistry> {
+    static REGISTRY: OnceLock<Arc<KernelRegistry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| {
+            let mut r = KernelRegistry::new();
+            cpu::register(&mut r);
+            Arc::new(r)
+        })
+        .clone()
+}
+
+/// An error for a dtype a kernel does not handle.
+pub fn unsupported_dtype(op: &str, dtype: DType) -> Error {
+    Error::unimplemented(format!("op {op} has no CPU kernel for dtype {dtype}"))
+}
