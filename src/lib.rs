@@ -3,11 +3,18 @@
 //! This root crate is a facade: [`prelude`] re-exports what a user needs to build, load and
 //! save graphs; the `rill` binary is the command-line front end.
 
+pub mod inspect;
+pub mod npy;
+
 pub use rill_graph as graph;
+pub use rill_kernels as kernels;
+pub use rill_runtime as runtime;
 pub use rill_ops as ops;
 pub use rill_proto as proto;
 
 /// Everything needed to build, import and export graphs.
 pub mod prelude {
-    pub use rill_graph::{DType, Error, Graph, Output, Result, Shape, Tensor};
+    pub use rill_graph::{Code, DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape, Tensor};
+    pub use rill_ops::Builder;
+    pub use rill_runtime::{Callable, Session, SessionOptions};
 }

@@ -1,1 +1,185 @@
-fn main(){}
+//! The `rill` command line: inspect, convert, run and benchmark TensorFlow GraphDefs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rill::prelude::{Session, SessionOptions, Tensor};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "rill", version, about = "A TensorFlow-compatible dataflow graph runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a GraphDef (.pb or .pbtxt): ops, placeholders, sinks, variables, unsupported ops.
+    Inspect {
+        graph: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Convert between binary .pb and text .pbtxt (chosen by each file's extension).
+    Convert { input: PathBuf, output: PathBuf },
+    /// Run a graph once: feed .npy files, print and save the fetched tensors.
+    Run {
+        graph: PathBuf,
+        #[command(flatten)]
+        step: StepArgs,
+        /// Write each fetched tensor to DIR/<name>.npy.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time a step: latency min/median/p90 and the ten most expensive ops.
+    Bench {
+        graph: PathBuf,
+        #[command(flatten)]
+        step: StepArgs,
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct StepArgs {
+    /// A feed, TENSOR=FILE.npy (e.g. x:0=x.npy); repeatable.
+    #[arg(long = "feed", value_name = "TENSOR=NPY")]
+    feeds: Vec<String>,
+    /// A tensor to fetch (e.g. probs:0); repeatable.
+    #[arg(long = "fetch", value_name = "TENSOR")]
+    fetches: Vec<String>,
+    /// An op to run for its effect; repeatable.
+    #[arg(long = "target", value_name = "OP")]
+    targets: Vec<String>,
+}
+
+struct Step {
+    session: Session,
+    feeds: Vec<(String, Tensor)>,
+    fetches: Vec<String>,
+    targets: Vec<String>,
+}
+
+impl Step {
+    fn load(graph: &Path, args: StepArgs) -> Result<Step> {
+        let g = rill::graph::Graph::load(graph, rill::ops::registry())
+            .with_context(|| format!("loading {}", graph.display()))?;
+        let session = Session::new(g, SessionOptions::default())?;
+        let feeds = args
+            .feeds
+            .iter()
+            .map(|f| {
+                let (name, file) = f
+                    .split_once('=')
+                    .with_context(|| format!("--feed '{f}' must look like x:0=x.npy"))?;
+                let t = rill::npy::read_npy(Path::new(file)).with_context(|| format!("feed '{name}'"))?;
+                Ok((name.to_string(), t))
+            })
+            .collect::<Result<_>>()?;
+        if args.fetches.is_empty() && args.targets.is_empty() {
+            bail!("nothing to do: give at least one --fetch or --target");
+        }
+        Ok(Step { session, feeds, fetches: args.fetches, targets: args.targets })
+    }
+
+    fn run(&self, profile: bool) -> Result<(Vec<Tensor>, Vec<rill::runtime::NodeTiming>)> {
+        let feeds: Vec<(&str, Tensor)> = self.feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        let fetches: Vec<&str> = self.fetches.iter().map(String::as_str).collect();
+        let targets: Vec<&str> = self.targets.iter().map(String::as_str).collect();
+        if profile {
+            Ok(self.session.run_profiled(&feeds, &fetches, &targets)?)
+        } else {
+            Ok((self.session.run(&feeds, &fetches, &targets)?, vec![]))
+        }
+    }
+}
+
+fn run_once(step: &Step, out: Option<PathBuf>) -> Result<()> {
+    let (tensors, _) = step.run(false)?;
+    if let Some(dir) = &out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for (name, t) in step.fetches.iter().zip(&tensors) {
+        println!("{name}: {} {}  {}", t.dtype(), t.shape(), rill::npy::summary(t));
+        if let Some(dir) = &out {
+            let file = dir.join(format!("{}.npy", name.replace(['/', ':'], "_")));
+            rill::npy::write_npy(&file, t)?;
+            println!("  wrote {}", file.display());
+        }
+    }
+    Ok(())
+}
+
+fn bench(step: &Step, iters: usize) -> Result<()> {
+    for _ in 0..iters.clamp(1, 10) {
+        step.run(false)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let start = Instant::now();
+        step.run(false)?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "latency over {} runs: min {:?}  median {:?}  p90 {:?}",
+        times.len(),
+        times[0],
+        pct(0.5),
+        pct(0.9)
+    );
+    // Per-op profile, averaged over a few profiled steps.
+    let mut per_op: HashMap<(String, String), Duration> = HashMap::new();
+    let profiled = iters.clamp(1, 20);
+    for _ in 0..profiled {
+        for t in step.run(true)?.1 {
+            *per_op.entry((t.node, t.op)).or_default() += t.duration;
+        }
+    }
+    let mut ops: Vec<_> = per_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(&a.1));
+    let total: Duration = ops.iter().map(|(_, d)| *d).sum();
+    println!("most expensive ops (mean per step):");
+    for ((node, op), d) in ops.iter().take(10) {
+        let share = 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
+        println!("  {:>10.1?}  {share:5.1}%  {node} ({op})", *d / profiled as u32);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect { graph, format } => {
+            let def = rill::graph::read_graph_def(&graph)
+                .with_context(|| format!("reading {}", graph.display()))?;
+            let summary = rill::inspect::summarize(&def, &rill::ops::registry());
+            match format {
+                Format::Text => println!("{summary}"),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            }
+        }
+        Command::Convert { input, output } => {
+            let graph = rill::graph::Graph::load(&input, rill::ops::registry())
+                .with_context(|| format!("loading {}", input.display()))?;
+            graph
+                .save(&output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} ({} nodes)", output.display(), graph.len());
+        }
+        Command::Run { graph, step, out } => run_once(&Step::load(&graph, step)?, out)?,
+        Command::Bench { graph, step, iters } => bench(&Step::load(&graph, step)?, iters)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Elementwise unary math ops (`Abs`, `Neg`, `Exp`, `IsNan`, `LogicalNot`, ...) and the
+//! same-shape binary gradient helpers (`TanhGrad`, `SigmoidGrad`, ...), each declared by one
+//! line of a table giving its allowed `T`; plus the builder's `unary` and named methods.
+//!
+//! Shapes: the output has the input's shape; a gradient helper's inputs must merge.
+
+use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+
+use super::common::{type_attr, FLOAT, NUMBER, SIGNED};
+use crate::Builder;
+
+/// What an op's `y` is.
+#[derive(Clone, Copy, PartialEq)]
+enum Out {
+    /// Same dtype as `x`.
+    Same,
+    /// `bool` (IsNan, ...).
+    Bool,
+}
+use Out::{Bool, Same};
+
+/// `(op, allowed T, output)`: `x: T -> y`, shape unchanged. Type sets are TensorFlow's
+/// without complex types.
+const UNARY: &[(&str, &str, Out)] = &[
+    ("Abs", SIGNED, Same),
+    ("Neg", SIGNED, Same),
+    ("Sign", SIGNED, Same),
+    ("Reciprocal", SIGNED, Same),
+    ("Inv", SIGNED, Same),
+    ("Square", NUMBER, Same),
+    ("Sqrt", FLOAT, Same),
+    ("Rsqrt", FLOAT, Same),
+    ("Exp", FLOAT, Same),
+    ("Expm1", FLOAT, Same),
+    ("Log", FLOAT, Same),
+    ("Log1p", FLOAT, Same),
+    ("Sin", FLOAT, Same),
+    ("Cos", FLOAT, Same),
+    ("Tan", SIGNED, Same),
+    ("Tanh", FLOAT, Same),
+    ("Sigmoid", FLOAT, Same),
+    ("Floor", FLOAT, Same),
+    ("Ceil", FLOAT, Same),
+    ("Round", SIGNED, Same),
+    ("Rint", FLOAT, Same),
+    ("Erf", FLOAT, Same),
+    ("Erfc", FLOAT, Same),
+    ("IsNan", FLOAT, Bool),
+    ("IsInf", FLOAT, Bool),
+    ("IsFinite", FLOAT, Bool),
+];
+
+/// Gradient helpers `(y: T, dy: T) -> z: T` over floating `T`: the gradient of the op named
+/// without `Grad`, given its output `y` and the incoming gradient `dy`.
+const GRADS: &[&str] = &["TanhGrad", "SigmoidGrad", "RsqrtGrad", "SqrtGrad", "ReciprocalGrad", "InvGrad"];
+
+pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+    for &(name, types, out) in UNARY {
+        let y = if out == Bool { "y: bool" } else { "y: T" };
+        r.register(
+            OpDef::build(name)
+                .input("x: T")
+                .output(y)
+                .attr(&type_attr("T", types))
+                .shape_fn(rill_graph::shape_fn::unchanged),
+        )?;
+    }
+    r.register(
+        OpDef::build("LogicalNot")
+            .input("x: bool")
+            .output("y: bool")
+            .shape_fn(rill_graph::shape_fn::unchanged),
+    )?;
+    for &name in GRADS {
+        r.register(
+            OpDef::build(name)
+                .input("y: T")
+                .input("dy: T")
+                .output("z: T")
+                .attr(&type_attr("T", FLOAT))
+                .shape_fn(merge_both),
+        )?;
+    }
+    Ok(())
+}
+
+/// Both inputs have the same shape, which is the output's.
+pub(crate) fn merge_both(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    Ok(vec![cx.merge_inputs(0, 1)?])
+}
+
+impl Builder {
+    /// Any elementwise unary op by name (`"Exp"`, `"IsNan"`, ...).
+    pub fn unary(&self, op: &str, x: Output) -> Result<Output> {
+        self.op(op).input(x).build_output()
+    }
+}
+
+macro_rules! unary_methods {
+    ($($name:ident => $op:literal),* $(,)?) => {
+        impl Builder {
+            $(
+                #[doc = concat!("`", $op, "` of `x`, elementwise.")]
+                pub fn $name(&self, x: Output) -> Result<Output> {
+                    self.unary($op, x)
+                }
+            )*
+        }
+    };
+}
+
+unary_methods! {
+    abs => "Abs", neg => "Neg", sign => "Sign", reciprocal => "Reciprocal", square => "Square",
+    sqrt => "Sqrt", rsqrt => "Rsqrt", exp => "Exp", expm1 => "Expm1", log => "Log",
+    log1p => "Log1p", sin => "Sin", cos => "Cos", tan => "Tan", tanh => "Tanh",
+    sigmoid => "Sigmoid", floor => "Floor", ceil => "Ceil", round => "Round", rint => "Rint",
+    erf => "Erf", erfc => "Erfc", is_nan => "IsNan", is_inf => "IsInf", is_finite => "IsFinite",
+    logical_not => "LogicalNot",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{attrs, infer};
+    use rill_graph::DType;
+
+    #[test]
+    fn unchanged_shapes() {
+        let f = attrs(&[("T", DType::F32.into())]);
+        for op in ["Abs", "Exp", "Tanh", "Sigmoid", "Rint", "IsNan"] {
+            assert_eq!(infer(op, &f, "[2,?,3]").unwrap(), "[2,?,3]", "{op}");
+            assert_eq!(infer(op, &f, "?").unwrap(), "?", "{op}");
+        }
+        assert_eq!(infer("LogicalNot", &attrs(&[]), "[4]").unwrap(), "[4]");
+        assert_eq!(infer("Square", &attrs(&[("T", DType::U8.into())]), "[]").unwrap(), "[]");
+    }
+
+    #[test]
+    fn allowed_types_are_checked() {
+        let b = attrs(&[("T", DType::Bool.into())]);
+        assert!(infer("Exp", &b, "[1]").is_err());
+        let i = attrs(&[("T", DType::I32.into())]);
+        assert!(infer("Sqrt", &i, "[1]").is_err());
+        assert_eq!(infer("Abs", &i, "[1]").unwrap(), "[1]");
+        assert_eq!(infer("Neg", &i, "[1]").unwrap(), "[1]");
+    }
+
+    #[test]
+    fn bool_outputs() {
+        let r = crate::registry();
+        let d = r.lookup("IsFinite").unwrap();
+        let a = attrs(&[("T", DType::F16.into())]);
+        assert_eq!(d.arg_types(&d.outputs, &a).unwrap(), vec![DType::Bool]);
+    }
+
+    #[test]
+    fn gradient_helpers_merge_shapes() {
+        let f = attrs(&[("T", DType::F32.into())]);
+        for op in GRADS {
+            assert_eq!(infer(op, &f, "[2,?];[?,3]").unwrap(), "[2,3]", "{op}");
+        }
+        let e = infer("TanhGrad", &f, "[2,3];[3,2]").unwrap_err();
+        assert!(e.message.contains("in0:0") && e.message.contains("[3,2]"), "{e}");
+    }
+
+    #[test]
+    fn builder() {
+        let b = Builder::new();
+        let x = b.placeholder("x", DType::F32, [-1i64, 4]).unwrap();
+        let y = b.tanh(b.exp(x).unwrap()).unwrap();
+        assert_eq!(b.shape(y).to_string(), "[?,4]");
+        let n = b.is_nan(y).unwrap();
+        assert_eq!(b.dtype(n), DType::Bool);
+        assert_eq!(b.dtype(b.logical_not(n).unwrap()), DType::Bool);
+        assert!(b.sqrt(b.placeholder("i", DType::I32, [2i64]).unwrap()).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The dataflow executor: runs a [`Plan`] for one step. A node runs when everything it waits
+//! for has finished; the thread that finishes a node runs one newly ready successor itself
+//! (so chains run inline with no hand-off) and hands any others to the rayon pool, so
+//! independent branches run in parallel. The first error stops the step: nothing new is
+//! started, and it is returned with the node's name.
+//!
+//! Invariants: each slot is written once per step, before any reader runs (the pending
+//! counter's release/acquire orders them); the last reader of a slot takes the tensor, so
+//! its buffer can be reused in place; the caller returns only when no task of the step
+//! is running.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rill_graph::{Error, Result, Tensor};
+use rill_kernels::KernelContext;
+
+use crate::plan::Plan;
+
+/// Time spent in one node's kernel during a profiled step.
+#[derive(Debug, Clone)]
+pub struct NodeTiming {
+    pub node: String,
+    pub op: String,
+    pub duration: Duration,
+}
+
+struct Step {
+    plan: Arc<Plan>,
+    slots: Vec<Mutex<Option<Tensor>>>,
+    reads: Vec<AtomicU32>,
+    pending: Vec<AtomicU32>,
+    outstanding: AtomicUsize,
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    done: (Mutex<()>, Condvar),
+    timings: Option<Mutex<Vec<NodeTiming>>>,
+}
+
+impl Step {
+    fn read(&self, slot: usize) -> Option<Tensor> {
+        let mut guard = self.slots[slot].lock().expect("slot lock");
+        if self.reads[slot].fetch_sub(1, Ordering::AcqRel) == 1 {
+            guard.take()
+        } else {
+            guard.clone()
+        }
+    }
+
+    fn fail(&self, e: Error) {
+        let mut err = self.error.lock().expect("error lock");
+        if err.is_none() {
+            *err = Some(e);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Runs `first` and then, inline, the chain of nodes it makes ready; spawns the rest.
+    fn run_from(self: &Arc<Self>, first: usize) {
+        let mut next = Some(first);
+        while let Some(i) = next.take() {
+            if self.failed.load(Ordering::Acquire) {
+                break;
+            }
+            if let Err(e) = self.run_node(i) {
+                self.fail(e);
+                break;
+            }
+            for &c in &self.plan.nodes[i].consumers {
+                if self.pending[c].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if next.is_none() {
+                        next = Some(c);
+                    } else {
+                        self.spawn(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, node: usize) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let step = self.clone();
+        rayon::spawn(move || {
+            step.run_from(node);
+            step.finish_task();
+        });
+    }
+
+    fn finish_task(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = self.done.0.lock().expect("done lock");
+            self.done.1.notify_all();
+        }
+    }
+
+    fn run_node(&self, i: usize) -> Result<()> {
+        let node = &self.plan.nodes[i];
+        let mut inputs = Vec::with_capacity(node.input_slots.len());
+        for &s in &node.input_slots {
+            match self.read(s) {
+                Some(t) => inputs.push(t),
+                None => {
+                    return Err(Error::internal("an input was not produced").at_node(&node.name, &node.op))
+                }
+            }
+        }
+        let cx = KernelContext { node_name: &node.name };
+        let start = self.timings.as_ref().map(|_| Instant::now());
+        let outputs = node.kernel.compute(&cx, inputs).map_err(|e| e.at_node(&node.name, &node.op))?;
+        if let (Some(start), Some(t)) = (start, &self.timings) {
+            t.lock().expect("timings lock").push(NodeTiming {
+                node: node.name.clone(),
+                op: node.op.clone(),
+                duration: start.elapsed(),
+            });
+        }
+        if outputs.len() != node.output_slots.len() {
+            return Err(Error::internal(format!(
+                "kernel returned {} outputs, the node has {}",
+                outputs.len(),
+                node.output_slots.len()
+            ))
+            .at_node(&node.name, &node.op));
+        }
+        for (t, slot) in outputs.into_iter().zip(&node.output_slots) {
+            if let Some(s) = *slot {
+                *self.slots[s].lock().expect("slot lock") = Some(t);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one step of `plan` with `feeds` (in the plan's feed order); returns the fetches and,
+/// when `profile` is set, the time spent in each kernel.
+pub fn run_step(plan: &Arc<Plan>, feeds: Vec<Tensor>, profile: bool) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+    let step = Arc::new(Step {
+        plan: plan.clone(),
+        slots: (0..plan.num_slots).map(|_| Mutex::new(None)).collect(),
+        reads: plan.initial_reads.iter().map(|&r| AtomicU32::new(r)).collect(),
+        pending: plan.initial_pending.iter().map(|&p| AtomicU32::new(p)).collect(),
+        outstanding: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        done: (Mutex::new(()), Condvar::new()),
+        timings: profile.then(|| Mutex::new(Vec::new())),
+    });
+    for (t, &s) in feeds.into_iter().zip(&plan.feed_slots) {
+        *step.slots[s].lock().expect("slot lock") = Some(t);
+    }
+    // The calling thread runs the first root's chain; other roots go to the pool.
+    if let Some((&first, rest)) = plan.roots.split_first() {
+        for &r in rest {
+            step.spawn(r);
+        }
+        step.run_from(first);
+    }
+    {
+        let mut guard = step.done.0.lock().expect("done lock");
+        while step.outstanding.load(Ordering::Acquire) != 0 {
+            guard = step.done.1.wait(guard).expect("done lock");
+        }
+    }
+    if let Some(e) = step.error.lock().expect("error lock").take() {
+        return Err(e);
+    }
+    let fetches = plan
+        .fetch_slots
+        .iter()
+        .map(|&s| {
+            step.slots[s]
+                .lock()
+                .expect("slot lock")
+                .clone()
+                .ok_or_else(|| Error::internal("a fetched tensor was not produced"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let timings = step
+        .timings
+        .as_ref()
+        .map(|t| std::mem::take(&mut *t.lock().expect("timings lock")))
+        .unwrap_or_default();
+    Ok((fetches, timings))
+}

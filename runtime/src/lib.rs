@@ -1,0 +1,12 @@
+//! Rill's runtime: compiling a step into a [`plan::Plan`] (pruning, kernels, index tables),
+//! the parallel dataflow [`executor`], and [`Session`].
+//!
+//! Invariant: the hot path (`Session::run` with a cached signature, `Callable::run`) does no
+//! graph work: only feed checks, the executor and the kernels.
+
+pub mod executor;
+pub mod plan;
+mod session;
+
+pub use executor::NodeTiming;
+pub use session::{Callable, Session, SessionOptions};

@@ -1,0 +1,179 @@
+//! Compiling a step: from (feeds, fetches, targets) to a [`Plan`] — the graph pruned to what
+//! the fetches and targets need, a kernel per node, and dense index tables (input slots,
+//! consumers, initial pending counts, read counts) so that running a step does no graph
+//! work, no name lookups and no hashing.
+//!
+//! Invariants: every slot a node reads is written by exactly one producer in the plan or is
+//! a feed; `initial_pending[n]` counts the plan nodes `n` waits for (data and control);
+//! a fed output is never computed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rill_graph::{Error, Graph, NodeId, Output, Result, Shape};
+use rill_kernels::{DeviceType, Kernel, KernelRegistry};
+
+/// One node of a plan.
+pub struct PlanNode {
+    pub id: NodeId,
+    pub name: String,
+    pub op: String,
+    pub kernel: Box<dyn Kernel>,
+    /// Slot of each data input.
+    pub input_slots: Vec<usize>,
+    /// Slot of each output, `None` where nothing in the plan reads it.
+    pub output_slots: Vec<Option<usize>>,
+    /// Plan nodes to notify when this one finishes (one entry per edge).
+    pub consumers: Vec<usize>,
+}
+
+/// A compiled step.
+pub struct Plan {
+    pub nodes: Vec<PlanNode>,
+    pub num_slots: usize,
+    /// Slots the caller fills, in feed order.
+    pub feed_slots: Vec<usize>,
+    /// Slots returned, in fetch order.
+    pub fetch_slots: Vec<usize>,
+    pub initial_pending: Vec<u32>,
+    /// How many times each slot is read in a step (consumers + fetches); the last read may
+    /// take the tensor instead of sharing it.
+    pub initial_reads: Vec<u32>,
+    /// Nodes with nothing to wait for.
+    pub roots: Vec<usize>,
+    /// What each feed must look like: (tensor name, dtype, inferred shape).
+    pub feed_specs: Vec<(String, rill_graph::DType, Shape)>,
+}
+
+impl Plan {
+    /// Compiles the step that computes `fetches` and runs `targets`, given `feeds`.
+    pub fn compile(
+        graph: &Graph,
+        kernels: &KernelRegistry,
+        feeds: &[Output],
+        fetches: &[Output],
+        targets: &[NodeId],
+    ) -> Result<Plan> {
+        let fed: HashSet<Output> = feeds.iter().copied().collect();
+        if fed.len() != feeds.len() {
+            return Err(Error::invalid_argument("the same tensor is fed twice"));
+        }
+        // Prune: walk back from fetches and targets, stopping at fed tensors.
+        let mut needed: HashSet<NodeId> = HashSet::new();
+        let mut stack: Vec<NodeId> = targets.to_vec();
+        stack.extend(fetches.iter().filter(|o| !fed.contains(o)).map(|o| o.node));
+        while let Some(id) = stack.pop() {
+            if !needed.insert(id) {
+                continue;
+            }
+            let node = graph.node(id);
+            stack.extend(node.inputs.iter().filter(|o| !fed.contains(o)).map(|o| o.node));
+            stack.extend(node.control_inputs.iter().copied());
+        }
+        let order: Vec<NodeId> = graph.topo_order()?.into_iter().filter(|id| needed.contains(id)).collect();
+        let index: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+
+        let mut slots: HashMap<Output, usize> = HashMap::new();
+        let mut slot_of = |o: Output| {
+            let n = slots.len();
+            *slots.entry(o).or_insert(n)
+        };
+        let feed_slots: Vec<usize> = feeds.iter().map(|&o| slot_of(o)).collect();
+        let mut nodes = Vec::with_capacity(order.len());
+        let mut initial_pending = vec![0u32; order.len()];
+        for (i, &id) in order.iter().enumerate() {
+            let node = graph.node(id);
+            if node.op_name() == "Placeholder" {
+                let shape = node.attr("shape").and_then(|s| s.as_shape()).cloned().unwrap_or_default();
+                return Err(Error::invalid_argument(format!(
+                    "You must feed a value for placeholder tensor '{}' with dtype {} and shape {}",
+                    node.name, node.output_types[0], shape
+                ))
+                .at_node(&node.name, node.op_name()));
+            }
+            let kernel = kernels.create(node, DeviceType::Cpu)?;
+            let input_slots = node.inputs.iter().map(|&o| slot_of(o)).collect();
+            initial_pending[i] =
+                (node.inputs.iter().filter(|o| !fed.contains(o)).count() + node.control_inputs.len()) as u32;
+            nodes.push(PlanNode {
+                id,
+                name: node.name.clone(),
+                op: node.op_name().to_string(),
+                kernel,
+                input_slots,
+                output_slots: vec![None; node.num_outputs()],
+                consumers: vec![],
+            });
+        }
+        // Consumers, in edge multiplicity, so each edge decrements pending once.
+        for i in 0..order.len() {
+            let node = graph.node(order[i]);
+            for src in node.inputs.iter().filter(|o| !fed.contains(o)).map(|o| o.node).chain(node.control_inputs.iter().copied()) {
+                nodes[index[&src]].consumers.push(i);
+            }
+        }
+        let fetch_slots: Vec<usize> = fetches.iter().map(|&o| slot_of(o)).collect();
+        let num_slots = slots.len();
+        let mut initial_reads = vec![0u32; num_slots];
+        for n in &nodes {
+            for &s in &n.input_slots {
+                initial_reads[s] += 1;
+            }
+        }
+        for &s in &fetch_slots {
+            // Fetched tensors are never taken by a consumer.
+            initial_reads[s] += 1 << 30;
+        }
+        for (&o, &s) in &slots {
+            if let Some(&i) = index.get(&o.node) {
+                if !fed.contains(&o) {
+                    nodes[i].output_slots[o.index] = Some(s);
+                }
+            }
+        }
+        let roots = (0..nodes.len()).filter(|&i| initial_pending[i] == 0).collect();
+        let feed_specs = feeds
+            .iter()
+            .map(|&o| (graph.tensor_name(o), graph.dtype(o), graph.shape(o).clone()))
+            .collect();
+        Ok(Plan {
+            nodes,
+            num_slots,
+            feed_slots,
+            fetch_slots,
+            initial_pending,
+            initial_reads,
+            roots,
+            feed_specs,
+        })
+    }
+}
+
+/// Keeps plans per signature so repeated runs compile once.
+#[derive(Default)]
+pub struct PlanCache {
+    plans: std::sync::Mutex<HashMap<(Vec<String>, Vec<String>, Vec<String>), Arc<Plan>>>,
+}
+
+impl PlanCache {
+    pub fn get_or_compile(
+        &self,
+        key: (Vec<String>, Vec<String>, Vec<String>),
+        compile: impl FnOnce() -> Result<Plan>,
+    ) -> Result<Arc<Plan>> {
+        if let Some(p) = self.plans.lock().expect("plan cache lock").get(&key) {
+            return Ok(p.clone());
+        }
+        let plan = Arc::new(compile()?);
+        self.plans.lock().expect("plan cache lock").insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    pub fn len(&self) -> usize {
+        self.plans.lock().expect("plan cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

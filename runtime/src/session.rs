@@ -1,0 +1,140 @@
+//! [`Session`]: runs a graph. `run(feeds, fetches, targets)` compiles a plan for the
+//! signature once (cached), checks the feeds against the graph, and runs the executor;
+//! [`Callable`] is a prepared signature for hot loops (no lookups per call).
+//!
+//! Invariants: the session's graph never changes after creation; every error a user can
+//! act on (missing feed, wrong dtype or shape, unknown fetch, missing kernel) names the
+//! tensor or node.
+
+use std::sync::Arc;
+
+use rill_graph::{Error, Graph, NodeId, Output, Result, Tensor};
+use rill_kernels::KernelRegistry;
+
+use crate::executor::{run_step, NodeTiming};
+use crate::plan::{Plan, PlanCache};
+
+/// How a session is set up.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {}
+
+/// Runs steps of one graph.
+pub struct Session {
+    graph: Arc<Graph>,
+    kernels: Arc<KernelRegistry>,
+    plans: PlanCache,
+}
+
+/// A prepared (feeds, fetches, targets) signature.
+pub struct Callable {
+    plan: Arc<Plan>,
+}
+
+impl Session {
+    /// A session over `graph`, which is validated first.
+    pub fn new(graph: Graph, _options: SessionOptions) -> Result<Session> {
+        graph.validate()?;
+        Ok(Session {
+            graph: Arc::new(graph),
+            kernels: rill_kernels::registry(),
+            plans: PlanCache::default(),
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Compiles (or fetches from the cache) the plan for a signature.
+    fn plan(&self, feeds: &[&str], fetches: &[&str], targets: &[&str]) -> Result<Arc<Plan>> {
+        let key = (
+            feeds.iter().map(|s| s.to_string()).collect(),
+            fetches.iter().map(|s| s.to_string()).collect(),
+            targets.iter().map(|s| s.to_string()).collect(),
+        );
+        self.plans.get_or_compile(key, || {
+            let feeds: Vec<Output> = feeds.iter().map(|n| self.resolve(n, "feed")).collect::<Result<_>>()?;
+            let fetches: Vec<Output> = fetches.iter().map(|n| self.resolve(n, "fetch")).collect::<Result<_>>()?;
+            let targets: Vec<NodeId> = targets
+                .iter()
+                .map(|n| {
+                    let name = n.strip_prefix('^').unwrap_or(n);
+                    self.graph.node_named(name).map_err(|_| {
+                        Error::not_found(format!("target '{name}' is not a node in the graph"))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Plan::compile(&self.graph, &self.kernels, &feeds, &fetches, &targets)
+        })
+    }
+
+    fn resolve(&self, name: &str, what: &str) -> Result<Output> {
+        self.graph.output_named(name).map_err(|e| {
+            Error::new(e.code, format!("{what} '{name}' is not a tensor in the graph: {}", e.message))
+        })
+    }
+
+    /// Feeds `feeds`, computes `fetches` and runs `targets` (ops run for their effects).
+    pub fn run(&self, feeds: &[(&str, Tensor)], fetches: &[&str], targets: &[&str]) -> Result<Vec<Tensor>> {
+        let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
+        let plan = self.plan(&names, fetches, targets)?;
+        let tensors = feeds.iter().map(|(_, t)| t.clone()).collect();
+        run_checked(&plan, tensors, false).map(|(f, _)| f)
+    }
+
+    /// [`Session::run`] that also returns the time spent in each kernel.
+    pub fn run_profiled(
+        &self,
+        feeds: &[(&str, Tensor)],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+        let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
+        let plan = self.plan(&names, fetches, targets)?;
+        run_checked(&plan, feeds.iter().map(|(_, t)| t.clone()).collect(), true)
+    }
+
+    /// Prepares a signature; [`Callable::run`] then takes feeds in this order.
+    pub fn prepare(&self, feeds: &[&str], fetches: &[&str], targets: &[&str]) -> Result<Callable> {
+        Ok(Callable {
+            plan: self.plan(feeds, fetches, targets)?,
+        })
+    }
+
+    /// Number of distinct signatures compiled so far.
+    pub fn cached_plans(&self) -> usize {
+        self.plans.len()
+    }
+}
+
+impl Callable {
+    /// Runs one step with `feeds` in the prepared order.
+    pub fn run(&self, feeds: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        run_checked(&self.plan, feeds, false).map(|(f, _)| f)
+    }
+}
+
+fn run_checked(plan: &Arc<Plan>, feeds: Vec<Tensor>, profile: bool) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+    if feeds.len() != plan.feed_specs.len() {
+        return Err(Error::invalid_argument(format!(
+            "expected {} feeds, got {}",
+            plan.feed_specs.len(),
+            feeds.len()
+        )));
+    }
+    for (t, (name, dtype, shape)) in feeds.iter().zip(&plan.feed_specs) {
+        if t.dtype() != *dtype {
+            return Err(Error::invalid_argument(format!(
+                "cannot feed a {} tensor to '{name}', which has dtype {dtype}",
+                t.dtype()
+            )));
+        }
+        if !shape.is_compatible_with(&t.shape()) {
+            return Err(Error::invalid_argument(format!(
+                "cannot feed a tensor of shape {} to '{name}', which has shape {shape}",
+                t.shape()
+            )));
+        }
+    }
+    run_step(plan, feeds, profile)
+}

@@ -1,0 +1,167 @@
+//! The TensorFlow fixture harness: runs every fixture folder under `tests/fixtures/tf` (or
+//! under `$RILL_FIXTURES`) following the manifest protocol of the fixtures' README, prints
+//! `PASS name` / `FAIL name: why` per fixture and `N passed, M failed[, K skipped]`, and
+//! exits non-zero if any fixture failed (a plain `main`: `harness = false` in Cargo.toml). Kinds Rill cannot run yet are skipped, never passed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rill::graph::{Buffer, Graph, Tensor};
+use rill::npy::read_npy;
+use rill::ops::registry;
+use rill::prelude::*;
+use serde_json::Value;
+
+/// Fixture kinds the harness runs; others are reported as skipped.
+const SUPPORTED_KINDS: &[&str] = &["inference"];
+
+fn fixtures_root() -> PathBuf {
+    match std::env::var_os("RILL_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf"),
+    }
+}
+
+fn to_f64(t: &Tensor) -> Option<Vec<f64>> {
+    Some(match t.buffer() {
+        Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
+        Buffer::F64(v) => v.clone(),
+        Buffer::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+        Buffer::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
+        _ => return None,
+    })
+}
+
+/// Compares as the README says: shapes exactly, floats with allclose, others exactly.
+fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<()> {
+    if actual.dims() != expected.dims() {
+        bail!("{name}: shape {} expected {}", actual.shape(), expected.shape());
+    }
+    match (to_f64(actual), to_f64(expected)) {
+        (Some(a), Some(e)) => {
+            let mut worst = (0.0f64, 0usize);
+            let mut bad = 0;
+            for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+                let err = (x - y).abs();
+                if !(err <= atol + rtol * y.abs()) {
+                    bad += 1;
+                }
+                if err > worst.0 || err.is_nan() {
+                    worst = (err, i);
+                }
+            }
+            if bad > 0 {
+                bail!(
+                    "{name}: {bad} of {} values off, max abs error {:.3e} at {} (got {}, expected {})",
+                    a.len(),
+                    worst.0,
+                    worst.1,
+                    a[worst.1],
+                    e[worst.1]
+                );
+            }
+            Ok(())
+        }
+        _ => {
+            if actual.dtype() != expected.dtype() {
+                bail!("{name}: dtype {} expected {}", actual.dtype(), expected.dtype());
+            }
+            if actual != expected {
+                bail!("{name}: values differ (got {actual:?}, expected {expected:?})");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn string_map(manifest: &Value, key: &str) -> Vec<(String, String)> {
+    manifest[key]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default()
+}
+
+fn run_inference(dir: &Path, manifest: &Value) -> Result<()> {
+    let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
+    let graph = Graph::load(dir.join(graph_file), registry())?;
+    let session = Session::new(graph, SessionOptions::default())?;
+    let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
+        .into_iter()
+        .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
+        .collect::<Result<_>>()?;
+    let fetches = string_map(manifest, "fetches");
+    let feed_refs: Vec<(&str, Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let names: Vec<&str> = fetches.iter().map(|(n, _)| n.as_str()).collect();
+    let got = session.run(&feed_refs, &names, &[])?;
+    let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);
+    let atol = manifest["atol"].as_f64().unwrap_or(1e-6);
+    for ((name, file), actual) in fetches.iter().zip(&got) {
+        let expected = read_npy(&dir.join(file))?;
+        compare(name, actual, &expected, rtol, atol)?;
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+fn run_fixture(dir: &Path) -> Outcome {
+    let manifest: Value = match std::fs::read_to_string(dir.join("fixture.json"))
+        .context("reading fixture.json")
+        .and_then(|s| serde_json::from_str(&s).context("parsing fixture.json"))
+    {
+        Ok(m) => m,
+        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    };
+    let kind = manifest["kind"].as_str().unwrap_or("?").to_string();
+    if !SUPPORTED_KINDS.contains(&kind.as_str()) {
+        return Outcome::Skip(format!("kind '{kind}' is not supported yet"));
+    }
+    match run_inference(dir, &manifest) {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
+fn main() {
+    let root = fixtures_root();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("cannot read fixtures at {}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("fixture.json").exists())
+        .collect();
+    dirs.sort();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for dir in &dirs {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        match run_fixture(dir) {
+            Outcome::Pass => {
+                passed += 1;
+                println!("PASS {name}");
+            }
+            Outcome::Fail(why) => {
+                failed += 1;
+                println!("FAIL {name}: {why}");
+            }
+            Outcome::Skip(why) => {
+                skipped += 1;
+                println!("SKIP {name}: {why}");
+            }
+        }
+    }
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    if dirs.is_empty() {
+        eprintln!("no fixtures found under {}", root.display());
+        std::process::exit(1);
+    }
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
