@@ -20,7 +20,7 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
         OpDef::build("IdentityN")
             .input("input: T")
             .output("output: T")
-            .attr("T: list(type) >= 1")
+            .attr("T: list(type)")
             .shape_fn(identity_n_shape),
     )?;
     r.register(

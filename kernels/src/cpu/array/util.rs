@@ -1,0 +1,234 @@
+//! Shared plumbing of the array kernels: closure-backed kernels, attr readers with
+//! TensorFlow's defaults, input-count checks, reading shape/axis/index tensors, writing
+//! int32/int64 index outputs, fallible allocation, and the dtype dispatch macros
+//! (`with_dtype!` over every dtype that holds values, `with_numeric!` over the numeric ones).
+//!
+//! Invariants: nothing here panics on user input; every failure is a typed
+//! [`rill_graph::Error`]. A kernel built by [`kernel`] ignores the per-step context.
+
+use rill_graph::{element_count, AttrValue, DType, Error, Node, Result, Tensor};
+
+use crate::{Kernel, KernelContext};
+
+/// A kernel whose computation is a closure over the attrs read by its factory.
+pub(super) struct FnKernel<F>(F);
+
+impl<F> Kernel for FnKernel<F>
+where
+    F: Fn(Vec<Tensor>) -> Result<Vec<Tensor>> + Send + Sync,
+{
+    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        (self.0)(inputs)
+    }
+}
+
+/// Boxes a closure as a kernel.
+pub(super) fn kernel<F>(f: F) -> Result<Box<dyn Kernel>>
+where
+    F: Fn(Vec<Tensor>) -> Result<Vec<Tensor>> + Send + Sync + 'static,
+{
+    Ok(Box::new(FnKernel(f)))
+}
+
+/// Exactly `N` inputs, or InvalidArgument.
+pub(super) fn take<const N: usize>(inputs: Vec<Tensor>) -> Result<[Tensor; N]> {
+    let n = inputs.len();
+    inputs
+        .try_into()
+        .map_err(|_| Error::invalid_argument(format!("expected {N} inputs, got {n}")))
+}
+
+fn missing(name: &str, ty: &str) -> Error {
+    Error::invalid_argument(format!("missing or mistyped attr '{name}' (expected {ty})"))
+}
+
+/// An `int` attr; `default` when absent.
+pub(super) fn attr_int(node: &Node, name: &str, default: Option<i64>) -> Result<i64> {
+    match node.attr(name) {
+        Some(v) => v.as_int().ok_or_else(|| missing(name, "int")),
+        None => default.ok_or_else(|| missing(name, "int")),
+    }
+}
+
+/// A `list(int)` attr; empty when absent.
+pub(super) fn attr_ints(node: &Node, name: &str) -> Result<Vec<i64>> {
+    match node.attr(name) {
+        Some(AttrValue::IntList(v)) => Ok(v.clone()),
+        Some(AttrValue::FloatList(v)) if v.is_empty() => Ok(vec![]),
+        Some(_) => Err(missing(name, "list(int)")),
+        None => Ok(vec![]),
+    }
+}
+
+/// A `type` attr; `default` when absent.
+pub(super) fn attr_type(node: &Node, name: &str, default: Option<DType>) -> Result<DType> {
+    match node.attr(name) {
+        Some(v) => v.as_type().ok_or_else(|| missing(name, "type")),
+        None => default.ok_or_else(|| missing(name, "type")),
+    }
+}
+
+/// A `bool` attr; `default` when absent.
+pub(super) fn attr_bool(node: &Node, name: &str, default: bool) -> Result<bool> {
+    match node.attr(name) {
+        Some(v) => v.as_bool().ok_or_else(|| missing(name, "bool")),
+        None => Ok(default),
+    }
+}
+
+/// A `string` attr (lossily decoded); `default` when absent.
+pub(super) fn attr_string(node: &Node, name: &str, default: &str) -> Result<String> {
+    match node.attr(name) {
+        Some(AttrValue::String(s)) => Ok(String::from_utf8_lossy(s).into_owned()),
+        Some(_) => Err(missing(name, "string")),
+        None => Ok(default.to_string()),
+    }
+}
+
+/// An index-type attr (`out_type`, `Tidx`, ...) that must be int32 or int64.
+pub(super) fn attr_index_type(node: &Node, name: &str, default: DType) -> Result<DType> {
+    let t = attr_type(node, name, Some(default))?;
+    match t {
+        DType::I32 | DType::I64 => Ok(t),
+        other => Err(Error::invalid_argument(format!(
+            "attr '{name}' must be int32 or int64, got {other}"
+        ))),
+    }
+}
+
+/// TensorFlow's shape notation, `[2,3]`.
+pub(super) fn shape_str(dims: &[usize]) -> String {
+    let parts: Vec<String> = dims.iter().map(usize::to_string).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Row-major strides (in elements) of `dims`.
+pub(super) fn row_strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// The product of `dims` (callers pass dims of existing tensors or checked shapes).
+pub(super) fn product(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// A 1-D integer tensor's values (a scalar counts as one value, as TF's legacy shapes).
+pub(super) fn int_vector(t: &Tensor, what: &str) -> Result<Vec<i64>> {
+    if t.rank() > 1 {
+        return Err(Error::invalid_argument(format!(
+            "{what} must be 1-D, not {}",
+            shape_str(t.dims())
+        )));
+    }
+    t.to_i64_vec()
+}
+
+/// The single value of an integer tensor with one element.
+pub(super) fn int_scalar(t: &Tensor, what: &str) -> Result<i64> {
+    if t.num_elements() != 1 {
+        return Err(Error::invalid_argument(format!(
+            "{what} must be a scalar, got shape {}",
+            shape_str(t.dims())
+        )));
+    }
+    Ok(t.to_i64_vec()?[0])
+}
+
+/// Dims from a shape vector, each non-negative, with an element count that fits.
+pub(super) fn dims_from(values: &[i64], what: &str) -> Result<Vec<usize>> {
+    let dims = values
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            usize::try_from(d).map_err(|_| {
+                Error::invalid_argument(format!("{what}: dimension {i} must be >= 0, got {d}"))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    element_count(&dims)?;
+    Ok(dims)
+}
+
+/// An int32 or int64 tensor of `values`; InvalidArgument when a value does not fit int32.
+pub(super) fn index_tensor(dtype: DType, dims: &[usize], values: Vec<i64>) -> Result<Tensor> {
+    match dtype {
+        DType::I64 => Tensor::new(dims, values),
+        DType::I32 => {
+            let v = values
+                .iter()
+                .map(|&x| {
+                    i32::try_from(x).map_err(|_| {
+                        Error::invalid_argument(format!(
+                            "value {x} does not fit the int32 output type"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<i32>>>()?;
+            Tensor::new(dims, v)
+        }
+        other => Err(Error::invalid_argument(format!(
+            "index outputs must be int32 or int64, not {other}"
+        ))),
+    }
+}
+
+/// An error for inputs of mismatched dtypes (a graph the op definition should have refused).
+pub(super) fn dtype_mismatch(what: &str, want: DType, got: DType) -> Error {
+    Error::invalid_argument(format!("{what} has dtype {got}, expected {want}"))
+}
+
+/// Runs `$body` with `$T` aliased to the element type of `$dtype` (every dtype that holds
+/// values); other dtypes are Unimplemented.
+macro_rules! with_dtype {
+    ($dtype:expr, $T:ident => $body:expr) => {{
+        use rill_graph::DType as D;
+        match $dtype {
+            D::F32 => { type $T = f32; $body }
+            D::F64 => { type $T = f64; $body }
+            D::F16 => { type $T = half::f16; $body }
+            D::BF16 => { type $T = half::bf16; $body }
+            D::I8 => { type $T = i8; $body }
+            D::I16 => { type $T = i16; $body }
+            D::I32 => { type $T = i32; $body }
+            D::I64 => { type $T = i64; $body }
+            D::U8 => { type $T = u8; $body }
+            D::U16 => { type $T = u16; $body }
+            D::U32 => { type $T = u32; $body }
+            D::U64 => { type $T = u64; $body }
+            D::Bool => { type $T = bool; $body }
+            D::String => { type $T = Vec<u8>; $body }
+            other => Err(rill_graph::Error::unimplemented(format!(
+                "tensors of dtype {other} hold no values"
+            ))),
+        }
+    }};
+}
+
+/// Runs `$body` with `$T` aliased to the element type of a numeric `$dtype`; bool, string
+/// and the rest are Unimplemented naming `$op`.
+macro_rules! with_numeric {
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {{
+        use rill_graph::DType as D;
+        match $dtype {
+            D::F32 => { type $T = f32; $body }
+            D::F64 => { type $T = f64; $body }
+            D::F16 => { type $T = half::f16; $body }
+            D::BF16 => { type $T = half::bf16; $body }
+            D::I8 => { type $T = i8; $body }
+            D::I16 => { type $T = i16; $body }
+            D::I32 => { type $T = i32; $body }
+            D::I64 => { type $T = i64; $body }
+            D::U8 => { type $T = u8; $body }
+            D::U16 => { type $T = u16; $body }
+            D::U32 => { type $T = u32; $body }
+            D::U64 => { type $T = u64; $body }
+            other => Err($crate::unsupported_dtype($op, other)),
+        }
+    }};
+}
+
+pub(super) use {with_dtype, with_numeric};
