@@ -51,13 +51,7 @@ impl Graph {
                 return Err(Error::invalid_argument(format!("duplicate node name '{}'", n.name))
                     .at_node(&n.name, &n.op));
             }
-            graph.registry().lookup(&n.op).map_err(|e| {
-                Error::unimplemented(format!(
-                    "op '{}' (node '{}') is not supported by Rill",
-                    n.op, n.name
-                ))
-                .at_node(&n.name, &e.op.unwrap_or_default())
-            })?;
+            graph.registry().lookup(&n.op).map_err(|e| e.at_node(&n.name, &n.op))?;
         }
 
         // Inputs by position in the file, then a topological order over them.

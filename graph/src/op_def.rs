@@ -277,7 +277,7 @@ fn check_attr(op: &str, def: &AttrDef, value: &AttrValue) -> Result<()> {
 impl OpDefBuilder {
     /// An input arg: `name: float`, `name: T`, `name: N * T`, `name: Tlist`, `name: Ref(T)`.
     pub fn input(mut self, spec: &str) -> Self {
-        match self.parse_arg(spec) {
+        match Self::parse_arg(spec) {
             Ok(a) => self.def.inputs.push(a),
             Err(e) => self.errors.push(e),
         }
@@ -286,7 +286,7 @@ impl OpDefBuilder {
 
     /// An output arg, same syntax as [`OpDefBuilder::input`].
     pub fn output(mut self, spec: &str) -> Self {
-        match self.parse_arg(spec) {
+        match Self::parse_arg(spec) {
             Ok(a) => self.def.outputs.push(a),
             Err(e) => self.errors.push(e),
         }
@@ -328,7 +328,17 @@ impl OpDefBuilder {
     /// names are unique. An error here is a bug in the op's declaration.
     pub fn finish(self) -> Result<OpDef> {
         let mut errors = self.errors;
-        let def = self.def;
+        let mut def = self.def;
+        // Args may be declared before their attrs: a `T` naming a list(type) attr is a list.
+        let list_attrs: Vec<String> =
+            def.attrs.iter().filter(|a| a.ty == "list(type)").map(|a| a.name.clone()).collect();
+        for arg in def.inputs.iter_mut().chain(def.outputs.iter_mut()) {
+            if let ArgType::Attr(t) = &arg.ty {
+                if list_attrs.contains(t) {
+                    arg.ty = ArgType::List(t.clone());
+                }
+            }
+        }
         let attr_ty = |n: &str| def.attr(n).map(|a| a.ty.as_str());
         for arg in def.inputs.iter().chain(&def.outputs) {
             let (name, want) = match &arg.ty {
@@ -364,7 +374,7 @@ impl OpDefBuilder {
         }
     }
 
-    fn parse_arg(&self, spec: &str) -> std::result::Result<ArgDef, String> {
+    fn parse_arg(spec: &str) -> std::result::Result<ArgDef, String> {
         let (name, ty) = spec
             .split_once(':')
             .ok_or_else(|| format!("arg '{spec}' must be 'name: type'"))?;
@@ -380,10 +390,7 @@ impl OpDefBuilder {
         };
         let ty = match ty.parse::<DType>() {
             Ok(d) if ty.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) => ArgType::Fixed(d),
-            _ => match self.def.attr(ty) {
-                Some(a) if a.ty == "list(type)" => ArgType::List(ty.to_string()),
-                _ => ArgType::Attr(ty.to_string()),
-            },
+            _ => ArgType::Attr(ty.to_string()),
         };
         Ok(ArgDef {
             name: name.trim().to_string(),

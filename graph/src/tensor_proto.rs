@@ -33,14 +33,34 @@ impl Tensor {
         Tensor::from_buffer(&dims, buffer)
     }
 
-    /// Encodes as TensorFlow does for graph constants: `tensor_content` for fixed-size
-    /// types, `string_val` for strings.
+    /// Encodes as TensorFlow's `make_tensor_proto` does for graph constants: a single value
+    /// in the typed `*_val` field, several values as packed `tensor_content`, strings in
+    /// `string_val`.
     pub fn to_proto(&self) -> TensorProto {
         let mut proto = TensorProto {
             dtype: self.dtype().to_proto() as i32,
             tensor_shape: Some(self.shape().to_proto()),
             ..Default::default()
         };
+        if self.num_elements() == 1 {
+            match self.buffer() {
+                Buffer::F32(v) => proto.float_val = v.clone(),
+                Buffer::F64(v) => proto.double_val = v.clone(),
+                Buffer::F16(v) => proto.half_val = v.iter().map(|x| x.to_bits() as i32).collect(),
+                Buffer::BF16(v) => proto.half_val = v.iter().map(|x| x.to_bits() as i32).collect(),
+                Buffer::I8(v) => proto.int_val = v.iter().map(|&x| x as i32).collect(),
+                Buffer::I16(v) => proto.int_val = v.iter().map(|&x| x as i32).collect(),
+                Buffer::I32(v) => proto.int_val = v.clone(),
+                Buffer::U8(v) => proto.int_val = v.iter().map(|&x| x as i32).collect(),
+                Buffer::U16(v) => proto.int_val = v.iter().map(|&x| x as i32).collect(),
+                Buffer::I64(v) => proto.int64_val = v.clone(),
+                Buffer::U32(v) => proto.uint32_val = v.clone(),
+                Buffer::U64(v) => proto.uint64_val = v.clone(),
+                Buffer::Bool(v) => proto.bool_val = v.clone(),
+                Buffer::String(v) => proto.string_val = v.clone(),
+            }
+            return proto;
+        }
         proto.tensor_content = match self.buffer() {
             Buffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
