@@ -45,7 +45,8 @@ pub(crate) fn vector(d: impl Into<Dim>) -> Shape {
 
 /// `dims[start..end]` of a known-rank shape as a new shape.
 pub(crate) fn sub_dims(dims: &[Dim], start: usize, end: usize) -> Vec<Dim> {
-    dims.get(start..end.min(dims.len())).map_or_else(Vec::new, <[Dim]>::to_vec)
+    dims.get(start..end.min(dims.len()))
+        .map_or_else(Vec::new, <[Dim]>::to_vec)
 }
 
 /// Input `i`'s constant value, which must hold exactly one integer (an axis, a depth).
@@ -64,7 +65,10 @@ pub(crate) fn scalar_input(cx: &InferenceContext, i: usize) -> Result<Option<i64
 
 /// Merges the shapes of `inputs`, which must all be compatible; the error names the first
 /// input and the one that disagrees.
-pub(crate) fn merge_all(cx: &InferenceContext, inputs: impl IntoIterator<Item = usize>) -> Result<Shape> {
+pub(crate) fn merge_all(
+    cx: &InferenceContext,
+    inputs: impl IntoIterator<Item = usize>,
+) -> Result<Shape> {
     let mut merged: Option<(usize, Shape)> = None;
     for i in inputs {
         let s = cx.input(i)?;
@@ -75,7 +79,8 @@ pub(crate) fn merge_all(cx: &InferenceContext, inputs: impl IntoIterator<Item = 
                     cx.error(format!(
                         "shapes must be equal: '{}' has shape {} but '{}' has shape {s}",
                         name(cx, first),
-                        cx.input(first).map_or_else(|_| "?".to_string(), ToString::to_string),
+                        cx.input(first)
+                            .map_or_else(|_| "?".to_string(), ToString::to_string),
                         name(cx, i)
                     ))
                 })?;
@@ -164,7 +169,10 @@ mod tests {
         assert_eq!(mul_dims(Dim::Known(0), Dim::Unknown), Dim::Known(0));
         assert_eq!(mul_dims(Dim::Known(1), Dim::Unknown), Dim::Unknown);
         assert_eq!(mul_dims(Dim::Known(4), Dim::Known(3)), Dim::Known(12));
-        assert_eq!(sub_dims(&[Dim::Known(1), Dim::Known(2)], 1, 5), vec![Dim::Known(2)]);
+        assert_eq!(
+            sub_dims(&[Dim::Known(1), Dim::Known(2)], 1, 5),
+            vec![Dim::Known(2)]
+        );
         assert!(sub_dims(&[Dim::Known(1)], 3, 5).is_empty());
     }
 

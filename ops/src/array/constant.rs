@@ -1,6 +1,8 @@
 //! `Const`: a tensor value baked into the graph; its shape is the value's shape.
 
-use rill_graph::{DType, Element, InferenceContext, OpDef, OpRegistry, Output, Result, Shape, Tensor};
+use rill_graph::{
+    DType, Element, InferenceContext, OpDef, OpRegistry, Output, Result, Shape, Tensor,
+};
 
 use crate::Builder;
 
@@ -88,13 +90,19 @@ mod tests {
         let t = Tensor::new(&[2, 3], vec![0f32; 6]).unwrap();
         let a = attrs(&[("value", t.into()), ("dtype", DType::F32.into())]);
         assert_eq!(infer("Const", &a, "").unwrap(), "[2,3]");
-        let a = attrs(&[("value", Tensor::scalar(1i32).into()), ("dtype", DType::I32.into())]);
+        let a = attrs(&[
+            ("value", Tensor::scalar(1i32).into()),
+            ("dtype", DType::I32.into()),
+        ]);
         assert_eq!(infer("Const", &a, "").unwrap(), "[]");
     }
 
     #[test]
     fn dtype_must_match_value() {
-        let a = attrs(&[("value", Tensor::scalar(1i32).into()), ("dtype", DType::F32.into())]);
+        let a = attrs(&[
+            ("value", Tensor::scalar(1i32).into()),
+            ("dtype", DType::F32.into()),
+        ]);
         let e = infer("Const", &a, "").unwrap_err();
         assert!(e.message.contains("int32"), "{e}");
     }
@@ -102,7 +110,9 @@ mod tests {
     #[test]
     fn builder() {
         let b = Builder::new();
-        let c = b.constant_named("c", Tensor::vector(vec![1f32, 2.0])).unwrap();
+        let c = b
+            .constant_named("c", Tensor::vector(vec![1f32, 2.0]))
+            .unwrap();
         assert_eq!(b.graph().tensor_name(c), "c:0");
         assert_eq!(b.shape(c).to_string(), "[2]");
         let s = b.scalar_i64(7).unwrap();

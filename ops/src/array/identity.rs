@@ -90,7 +90,10 @@ impl Builder {
     /// `PreventGradient`: the value; differentiating through it is an error carrying
     /// `message`.
     pub fn prevent_gradient(&self, x: Output, message: &str) -> Result<Output> {
-        self.op("PreventGradient").input(x).attr("message", message).build_output()
+        self.op("PreventGradient")
+            .input(x)
+            .attr("message", message)
+            .build_output()
     }
 
     /// `Snapshot`: a copy of the value.
@@ -100,12 +103,18 @@ impl Builder {
 
     /// `tf.debugging.check_numerics`: the value, failing at run time on NaN or Inf.
     pub fn check_numerics(&self, x: Output, message: &str) -> Result<Output> {
-        self.op("CheckNumerics").input(x).attr("message", message).build_output()
+        self.op("CheckNumerics")
+            .input(x)
+            .attr("message", message)
+            .build_output()
     }
 
     /// `tf.ensure_shape`: the value, checked to have a shape compatible with `shape`.
     pub fn ensure_shape(&self, x: Output, shape: impl Into<Shape>) -> Result<Output> {
-        self.op("EnsureShape").input(x).attr("shape", shape.into()).build_output()
+        self.op("EnsureShape")
+            .input(x)
+            .attr("shape", shape.into())
+            .build_output()
     }
 }
 
@@ -136,11 +145,17 @@ mod tests {
 
     #[test]
     fn ensure_shape() {
-        let a = attrs(&[("T", DType::F32.into()), ("shape", Shape::from([-1i64, 3]).into())]);
+        let a = attrs(&[
+            ("T", DType::F32.into()),
+            ("shape", Shape::from([-1i64, 3]).into()),
+        ]);
         assert_eq!(infer("EnsureShape", &a, "[2,?]").unwrap(), "[2,3]");
         assert_eq!(infer("EnsureShape", &a, "?").unwrap(), "[?,3]");
         let e = infer("EnsureShape", &a, "[2,4]").unwrap_err();
-        assert!(e.message.contains("in0:0") && e.message.contains("[2,4]"), "{e}");
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("[2,4]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -152,10 +167,19 @@ mod tests {
         assert_eq!(b.shape(b.stop_gradient(y).unwrap()).to_string(), "[?,4]");
         let n = b.identity_n(&[x, y]).unwrap();
         assert_eq!(n.len(), 2);
-        assert_eq!(b.shape(b.ensure_shape(x, [8i64, 4]).unwrap()).to_string(), "[8,4]");
+        assert_eq!(
+            b.shape(b.ensure_shape(x, [8i64, 4]).unwrap()).to_string(),
+            "[8,4]"
+        );
         assert!(b.ensure_shape(x, [8i64, 5]).is_err());
-        assert_eq!(b.shape(b.check_numerics(x, "bad").unwrap()).to_string(), "[?,4]");
+        assert_eq!(
+            b.shape(b.check_numerics(x, "bad").unwrap()).to_string(),
+            "[?,4]"
+        );
         assert_eq!(b.shape(b.snapshot(x).unwrap()).to_string(), "[?,4]");
-        assert_eq!(b.shape(b.prevent_gradient(x, "no").unwrap()).to_string(), "[?,4]");
+        assert_eq!(
+            b.shape(b.prevent_gradient(x, "no").unwrap()).to_string(),
+            "[?,4]"
+        );
     }
 }

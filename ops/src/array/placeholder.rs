@@ -50,7 +50,12 @@ impl Builder {
     }
 
     /// `input` unless fed; the declared `shape` may be less specific than `input`'s.
-    pub fn placeholder_with_default(&self, name: &str, input: Output, shape: impl Into<Shape>) -> Result<Output> {
+    pub fn placeholder_with_default(
+        &self,
+        name: &str,
+        input: Output,
+        shape: impl Into<Shape>,
+    ) -> Result<Output> {
         self.op("PlaceholderWithDefault")
             .name(name)
             .input(input)
@@ -66,12 +71,21 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let a = attrs(&[("dtype", DType::F32.into()), ("shape", Shape::from([-1i64, 784]).into())]);
+        let a = attrs(&[
+            ("dtype", DType::F32.into()),
+            ("shape", Shape::from([-1i64, 784]).into()),
+        ]);
         assert_eq!(infer("Placeholder", &a, "").unwrap(), "[?,784]");
         let a = attrs(&[("dtype", DType::F32.into())]);
         assert_eq!(infer("Placeholder", &a, "").unwrap(), "?");
-        let a = attrs(&[("dtype", DType::F32.into()), ("shape", Shape::from([-1i64, 3]).into())]);
-        assert_eq!(infer("PlaceholderWithDefault", &a, "[2,3]").unwrap(), "[?,3]");
+        let a = attrs(&[
+            ("dtype", DType::F32.into()),
+            ("shape", Shape::from([-1i64, 3]).into()),
+        ]);
+        assert_eq!(
+            infer("PlaceholderWithDefault", &a, "[2,3]").unwrap(),
+            "[?,3]"
+        );
         assert!(infer("PlaceholderWithDefault", &a, "[2,4]").is_err());
     }
 

@@ -136,9 +136,9 @@ fn squeeze_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
             Dim::Known(1) if listed || axes.is_empty() => continue,
             Dim::Known(n) if listed => {
                 return Err(cx.error(format!(
-                    "cannot squeeze dimension {i} of '{}' with shape {input}: its size is {n}, not 1",
-                    name(cx, 0)
-                )))
+                "cannot squeeze dimension {i} of '{}' with shape {input}: its size is {n}, not 1",
+                name(cx, 0)
+            )))
             }
             _ => out.push(d),
         }
@@ -184,7 +184,10 @@ impl Builder {
 
     /// `tf.squeeze`: removes the listed size-1 dims (all size-1 dims when `axes` is empty).
     pub fn squeeze(&self, x: Output, axes: &[i64]) -> Result<Output> {
-        self.op("Squeeze").input(x).attr("squeeze_dims", axes.to_vec()).build_output()
+        self.op("Squeeze")
+            .input(x)
+            .attr("squeeze_dims", axes.to_vec())
+            .build_output()
     }
 
     /// `tf.expand_dims`: inserts a size-1 dim at `axis` (negative counts from the end).
@@ -206,7 +209,12 @@ mod tests {
 
     fn reshape(input: &str, shape: &[i32]) -> Result<String> {
         let v = Tensor::vector(shape.to_vec());
-        infer_with_values("Reshape", &t(), &format!("{input};[{}]", shape.len()), &[None, Some(v)])
+        infer_with_values(
+            "Reshape",
+            &t(),
+            &format!("{input};[{}]", shape.len()),
+            &[None, Some(v)],
+        )
     }
 
     #[test]
@@ -219,14 +227,22 @@ mod tests {
         assert_eq!(reshape("[?,4]", &[-1, 4]).unwrap(), "[?,4]");
         assert_eq!(reshape("?", &[-1, 4]).unwrap(), "[?,4]");
         assert_eq!(reshape("[0,4]", &[-1, 0]).unwrap(), "[?,0]");
-        assert_eq!(reshape("[2,3]", &[]).unwrap_err().code, rill_graph::Code::InvalidArgument);
+        assert_eq!(
+            reshape("[2,3]", &[]).unwrap_err().code,
+            rill_graph::Code::InvalidArgument
+        );
         assert_eq!(reshape("[1,1]", &[]).unwrap(), "[]");
     }
 
     #[test]
     fn reshape_errors() {
         let e = reshape("[2,3]", &[4, 2]).unwrap_err();
-        assert!(e.message.contains("in0:0") && e.message.contains("[2,3]") && e.message.contains("6 elements"), "{e}");
+        assert!(
+            e.message.contains("in0:0")
+                && e.message.contains("[2,3]")
+                && e.message.contains("6 elements"),
+            "{e}"
+        );
         assert!(reshape("[2,3]", &[-1, 4]).is_err());
         assert!(reshape("[?,3]", &[4, 2]).is_err());
         assert!(reshape("[2,3]", &[-1, -1]).is_err());
@@ -246,13 +262,22 @@ mod tests {
         assert_eq!(infer("Squeeze", &all, "[1,2,1,3]").unwrap(), "[2,3]");
         assert_eq!(infer("Squeeze", &all, "[1,?,3]").unwrap(), "?");
         assert_eq!(infer("Squeeze", &all, "?").unwrap(), "?");
-        let some = attrs(&[("T", DType::F32.into()), ("squeeze_dims", AttrValue::IntList(vec![0, -1]))]);
+        let some = attrs(&[
+            ("T", DType::F32.into()),
+            ("squeeze_dims", AttrValue::IntList(vec![0, -1])),
+        ]);
         assert_eq!(infer("Squeeze", &some, "[1,2,1]").unwrap(), "[2]");
         assert_eq!(infer("Squeeze", &some, "[?,1,?]").unwrap(), "[1]");
         let e = infer("Squeeze", &some, "[1,2,3]").unwrap_err();
-        assert!(e.message.contains("dimension 2") && e.message.contains("[1,2,3]"), "{e}");
+        assert!(
+            e.message.contains("dimension 2") && e.message.contains("[1,2,3]"),
+            "{e}"
+        );
         assert!(infer("Squeeze", &some, "[1]").is_ok());
-        let far = attrs(&[("T", DType::F32.into()), ("squeeze_dims", AttrValue::IntList(vec![3]))]);
+        let far = attrs(&[
+            ("T", DType::F32.into()),
+            ("squeeze_dims", AttrValue::IntList(vec![3])),
+        ]);
         assert!(infer("Squeeze", &far, "[1,1]").is_err());
     }
 
@@ -260,7 +285,12 @@ mod tests {
     fn expand_dims() {
         let a = t();
         let at = |axis: i32, input: &str| {
-            infer_with_values("ExpandDims", &a, &format!("{input};[]"), &[None, Some(Tensor::scalar(axis))])
+            infer_with_values(
+                "ExpandDims",
+                &a,
+                &format!("{input};[]"),
+                &[None, Some(Tensor::scalar(axis))],
+            )
         };
         assert_eq!(at(0, "[2,3]").unwrap(), "[1,2,3]");
         assert_eq!(at(2, "[2,3]").unwrap(), "[2,3,1]");

@@ -62,7 +62,10 @@ impl Builder {
 
     /// `tf.shape` with `out_type` `int32` or `int64`.
     pub fn shape_of_as(&self, x: Output, out_type: DType) -> Result<Output> {
-        self.op("Shape").input(x).attr("out_type", out_type).build_output()
+        self.op("Shape")
+            .input(x)
+            .attr("out_type", out_type)
+            .build_output()
     }
 
     /// `tf.shape_n`: the shapes of several tensors of one dtype.
@@ -109,7 +112,10 @@ mod tests {
         let b = Builder::new();
         let x = b.placeholder("x", DType::F32, [-1i64, 4]).unwrap();
         let s = b.shape_of(x).unwrap();
-        assert_eq!((b.dtype(s), b.shape(s).to_string()), (DType::I32, "[2]".to_string()));
+        assert_eq!(
+            (b.dtype(s), b.shape(s).to_string()),
+            (DType::I32, "[2]".to_string())
+        );
         let s64 = b.shape_of_as(x, DType::I64).unwrap();
         assert_eq!(b.dtype(s64), DType::I64);
         assert_eq!(b.shape(b.size(x).unwrap()).to_string(), "[]");

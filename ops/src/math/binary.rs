@@ -34,7 +34,8 @@ const SHAPE_ERROR_ATTR: u8 = 8;
 const YX: u8 = 16;
 
 const ADD: &str = "bfloat16, half, float, double, uint8, int8, int16, int32, int64, string";
-const ADD_V2: &str = "bfloat16, half, float, double, uint8, uint16, uint32, uint64, int8, int16, int32, int64";
+const ADD_V2: &str =
+    "bfloat16, half, float, double, uint8, uint16, uint32, uint64, int8, int16, int32, int64";
 /// TensorFlow's `BINARY_MORE()` set (Sub, Mul, Div, FloorDiv, ...), without complex.
 const MORE: &str = NUMBER;
 /// TensorFlow's `BINARY_FEWER()` set.
@@ -73,17 +74,30 @@ const BINARY: &[(&str, Ty, u8)] = &[
 
 pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
     for &(name, ty, flags) in BINARY {
-        let (a, b) = if flags & YX != 0 { ("y", "x") } else { ("x", "y") };
+        let (a, b) = if flags & YX != 0 {
+            ("y", "x")
+        } else {
+            ("x", "y")
+        };
         let t = if matches!(ty, Ty::Bool) { "bool" } else { "T" };
-        let z = if flags & BOOL_OUT != 0 || matches!(ty, Ty::Bool) { "z: bool".to_string() } else { "z: T".to_string() };
-        let mut def = OpDef::build(name).input(&format!("{a}: {t}")).input(&format!("{b}: {t}")).output(&z);
+        let z = if flags & BOOL_OUT != 0 || matches!(ty, Ty::Bool) {
+            "z: bool".to_string()
+        } else {
+            "z: T".to_string()
+        };
+        let mut def = OpDef::build(name)
+            .input(&format!("{a}: {t}"))
+            .input(&format!("{b}: {t}"))
+            .output(&z);
         def = match ty {
             Set(set) => def.attr(&type_attr("T", set)),
             Any => def.attr("T: type"),
             Ty::Bool => def,
         };
         if flags & SHAPE_ERROR_ATTR != 0 {
-            def = def.attr("incompatible_shape_error: bool = true").shape_fn(equality_shape);
+            def = def
+                .attr("incompatible_shape_error: bool = true")
+                .shape_fn(equality_shape);
         } else {
             def = def.shape_fn(rill_graph::shape_fn::broadcast_binary);
         }
@@ -150,15 +164,24 @@ mod tests {
 
     #[test]
     fn broadcasting() {
-        for op in ["Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum", "Pow", "FloorMod", "Less"] {
-            assert_eq!(infer(op, &f32(), "[2,1,4];[3,1]").unwrap(), "[2,3,4]", "{op}");
+        for op in [
+            "Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum", "Pow", "FloorMod", "Less",
+        ] {
+            assert_eq!(
+                infer(op, &f32(), "[2,1,4];[3,1]").unwrap(),
+                "[2,3,4]",
+                "{op}"
+            );
         }
         assert_eq!(infer("Mul", &f32(), "[?,4];[4]").unwrap(), "[?,4]");
         assert_eq!(infer("Mul", &f32(), "[?];[5]").unwrap(), "[5]");
         assert_eq!(infer("Mul", &f32(), "[];[2,3]").unwrap(), "[2,3]");
         assert_eq!(infer("Mul", &f32(), "?;[2]").unwrap(), "?");
         assert_eq!(infer("Mul", &f32(), "[1,?];[?,1]").unwrap(), "[?,?]");
-        assert_eq!(infer("LogicalAnd", &attrs(&[]), "[3];[2,1]").unwrap(), "[2,3]");
+        assert_eq!(
+            infer("LogicalAnd", &attrs(&[]), "[3];[2,1]").unwrap(),
+            "[2,3]"
+        );
     }
 
     #[test]
@@ -175,7 +198,10 @@ mod tests {
         let a = attrs(&[("T", DType::String.into())]);
         assert_eq!(infer("Equal", &a, "[2,1];[3]").unwrap(), "[2,3]");
         assert!(infer("NotEqual", &a, "[2];[3]").is_err());
-        let lax = attrs(&[("T", DType::I32.into()), ("incompatible_shape_error", false.into())]);
+        let lax = attrs(&[
+            ("T", DType::I32.into()),
+            ("incompatible_shape_error", false.into()),
+        ]);
         assert_eq!(infer("Equal", &lax, "[2];[3]").unwrap(), "[]");
         assert_eq!(infer("Equal", &lax, "[?];[3]").unwrap(), "?");
         assert_eq!(infer("Equal", &lax, "[1];[3]").unwrap(), "[3]");
@@ -184,12 +210,20 @@ mod tests {
     #[test]
     fn declarations() {
         let r = crate::registry();
-        assert!(r.lookup("AddV2").unwrap().is_commutative && r.lookup("AddV2").unwrap().is_aggregate);
+        assert!(
+            r.lookup("AddV2").unwrap().is_commutative && r.lookup("AddV2").unwrap().is_aggregate
+        );
         assert!(!r.lookup("Sub").unwrap().is_commutative);
         let atan2 = r.lookup("Atan2").unwrap();
-        assert_eq!((atan2.inputs[0].name.as_str(), atan2.inputs[1].name.as_str()), ("y", "x"));
+        assert_eq!(
+            (atan2.inputs[0].name.as_str(), atan2.inputs[1].name.as_str()),
+            ("y", "x")
+        );
         let less = r.lookup("Less").unwrap();
-        assert_eq!(less.arg_types(&less.outputs, &f32()).unwrap(), vec![DType::Bool]);
+        assert_eq!(
+            less.arg_types(&less.outputs, &f32()).unwrap(),
+            vec![DType::Bool]
+        );
         assert!(infer("Add", &attrs(&[("T", DType::String.into())]), "[1];[1]").is_ok());
         assert!(infer("AddV2", &attrs(&[("T", DType::String.into())]), "[1];[1]").is_err());
         assert!(infer("RealDiv", &attrs(&[("T", DType::Bool.into())]), "[1];[1]").is_err());

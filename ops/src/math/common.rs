@@ -54,18 +54,29 @@ pub(crate) fn concat_shapes(a: &Shape, b: &Shape) -> Shape {
 /// `s` with dim `i` replaced by `d` (unchanged when the rank is unknown).
 pub(crate) fn replace_dim(s: &Shape, i: usize, d: Dim) -> Shape {
     match s.dims() {
-        Some(dims) => Shape::from_dims(dims.iter().enumerate().map(|(j, &x)| if j == i { d } else { x })),
+        Some(dims) => Shape::from_dims(
+            dims.iter()
+                .enumerate()
+                .map(|(j, &x)| if j == i { d } else { x }),
+        ),
         None => s.clone(),
     }
 }
 
 /// A shape that must have rank `rank`; `what` names it in the error (e.g. "the shape given
 /// by 'sizes:0'").
-pub(crate) fn shape_with_rank(cx: &InferenceContext, s: &Shape, rank: usize, what: &str) -> Result<Shape> {
+pub(crate) fn shape_with_rank(
+    cx: &InferenceContext,
+    s: &Shape,
+    rank: usize,
+    what: &str,
+) -> Result<Shape> {
     match s.rank() {
         None => Ok(Shape::unknown_dims(rank)),
         Some(r) if r == rank => Ok(s.clone()),
-        Some(r) => Err(cx.error(format!("{what} must have rank {rank}, but is {s} (rank {r})"))),
+        Some(r) => Err(cx.error(format!(
+            "{what} must have rank {rank}, but is {s} (rank {r})"
+        ))),
     }
 }
 
@@ -83,14 +94,18 @@ pub(crate) fn with_rank_at_most(cx: &InferenceContext, i: usize, rank: usize) ->
 
 /// Merges dim `a` of input `i` with dim `b` of input `j` (which must be equal), or an
 /// error naming both inputs, their shapes and `what` the dims are.
-pub(crate) fn merge_input_dims(cx: &InferenceContext, i: usize, a: Dim, j: usize, b: Dim, what: &str) -> Result<Dim> {
+pub(crate) fn merge_input_dims(
+    cx: &InferenceContext,
+    i: usize,
+    a: Dim,
+    j: usize,
+    b: Dim,
+    what: &str,
+) -> Result<Dim> {
     a.merge(b).ok_or_else(|| {
         cx.error(format!(
             "{what} must match: '{}' has shape {} and '{}' has shape {} ({a} vs {b})",
-            cx.input_names[i],
-            cx.input_shapes[i],
-            cx.input_names[j],
-            cx.input_shapes[j]
+            cx.input_names[i], cx.input_shapes[i], cx.input_names[j], cx.input_shapes[j]
         ))
     })
 }
@@ -98,15 +113,27 @@ pub(crate) fn merge_input_dims(cx: &InferenceContext, i: usize, a: Dim, j: usize
 /// TensorFlow's `BroadcastBinaryOpOutputShapeFnHelper`: the broadcast of `a` and `b`.
 /// With `incompatible_shape_error == false`, known incompatible dims give a scalar and a
 /// dim that might not broadcast gives an unknown shape instead of an error (`None`).
-pub(crate) fn broadcast_shapes(a: &Shape, b: &Shape, incompatible_shape_error: bool) -> Option<Shape> {
+pub(crate) fn broadcast_shapes(
+    a: &Shape,
+    b: &Shape,
+    incompatible_shape_error: bool,
+) -> Option<Shape> {
     let (Some(x), Some(y)) = (a.dims(), b.dims()) else {
         return Some(Shape::unknown());
     };
     let rank = x.len().max(y.len());
     let mut out = Vec::with_capacity(rank);
     for i in 0..rank {
-        let dx = if i + x.len() >= rank { x[i + x.len() - rank] } else { Dim::Known(1) };
-        let dy = if i + y.len() >= rank { y[i + y.len() - rank] } else { Dim::Known(1) };
+        let dx = if i + x.len() >= rank {
+            x[i + x.len() - rank]
+        } else {
+            Dim::Known(1)
+        };
+        let dy = if i + y.len() >= rank {
+            y[i + y.len() - rank]
+        } else {
+            Dim::Known(1)
+        };
         let d = match (dx, dy) {
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d,
             (Dim::Known(p), Dim::Known(q)) if p == q => Dim::Known(p),
@@ -132,7 +159,13 @@ pub(crate) fn broadcast_shapes(a: &Shape, b: &Shape, incompatible_shape_error: b
 }
 
 /// The broadcast of two shapes that are not both plain inputs, with an error naming them.
-pub(crate) fn broadcast_named(cx: &InferenceContext, a: &Shape, a_name: &str, b: &Shape, b_name: &str) -> Result<Shape> {
+pub(crate) fn broadcast_named(
+    cx: &InferenceContext,
+    a: &Shape,
+    a_name: &str,
+    b: &Shape,
+    b_name: &str,
+) -> Result<Shape> {
     broadcast_shapes(a, b, true).ok_or_else(|| {
         cx.error(format!(
             "incompatible shapes for broadcasting: {a_name} has shape {a} and {b_name} has shape {b}"
@@ -161,7 +194,9 @@ impl Builder {
             .iter()
             .map(|&v| {
                 i32::try_from(v).map_err(|_| {
-                    rill_graph::Error::invalid_argument(format!("{v} does not fit in an int32 constant"))
+                    rill_graph::Error::invalid_argument(format!(
+                        "{v} does not fit in an int32 constant"
+                    ))
                 })
             })
             .collect::<Result<Vec<i32>>>()?;
@@ -173,8 +208,11 @@ impl Builder {
 
     /// A `Const` int32 scalar (an axis, `k`) for an op built by this family.
     pub(crate) fn int32_scalar_const(&self, value: i64) -> Result<Output> {
-        let v = i32::try_from(value)
-            .map_err(|_| rill_graph::Error::invalid_argument(format!("{value} does not fit in an int32 constant")))?;
+        let v = i32::try_from(value).map_err(|_| {
+            rill_graph::Error::invalid_argument(format!(
+                "{value} does not fit in an int32 constant"
+            ))
+        })?;
         self.op("Const")
             .attr("value", Tensor::scalar(v))
             .attr("dtype", DType::I32)
@@ -203,12 +241,21 @@ mod tests {
 
     #[test]
     fn broadcasting_with_and_without_errors() {
-        assert_eq!(broadcast_shapes(&s("[2,1,4]"), &s("[3,1]"), true), Some(s("[2,3,4]")));
-        assert_eq!(broadcast_shapes(&s("[?,4]"), &s("[4]"), true), Some(s("[?,4]")));
+        assert_eq!(
+            broadcast_shapes(&s("[2,1,4]"), &s("[3,1]"), true),
+            Some(s("[2,3,4]"))
+        );
+        assert_eq!(
+            broadcast_shapes(&s("[?,4]"), &s("[4]"), true),
+            Some(s("[?,4]"))
+        );
         assert_eq!(broadcast_shapes(&s("[2]"), &s("[3]"), true), None);
         assert_eq!(broadcast_shapes(&s("[2]"), &s("[3]"), false), Some(s("[]")));
         assert_eq!(broadcast_shapes(&s("[?]"), &s("[3]"), false), Some(s("?")));
-        assert_eq!(broadcast_shapes(&s("[1]"), &s("[3]"), false), Some(s("[3]")));
+        assert_eq!(
+            broadcast_shapes(&s("[1]"), &s("[3]"), false),
+            Some(s("[3]"))
+        );
         assert_eq!(broadcast_shapes(&s("?"), &s("[3]"), true), Some(s("?")));
     }
 }

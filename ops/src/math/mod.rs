@@ -1,7 +1,23 @@
-//! math ops.
+//! Math ops: elementwise unary and binary ops (declared by tables), n-ary ops (`AddN`,
+//! `Select`, `ClipByValue`), reductions, cumulative scans and matrix products; each with
+//! its shape function and builder methods.
 
 use rill_graph::{OpRegistry, Result};
 
-pub(crate) fn register(_r: &mut OpRegistry) -> Result<()> {
+mod binary;
+pub(crate) mod common;
+mod matmul;
+mod nary;
+mod reduction;
+mod scan;
+pub(crate) mod unary;
+
+pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+    unary::register(r)?;
+    binary::register(r)?;
+    nary::register(r)?;
+    reduction::register(r)?;
+    scan::register(r)?;
+    matmul::register(r)?;
     Ok(())
 }

@@ -29,7 +29,11 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                 .input("e: T")
                 .output("output: T")
                 .attr("T: type")
-                .shape_fn(if name == "Select" { select_shape } else { select_v2_shape }),
+                .shape_fn(if name == "Select" {
+                    select_shape
+                } else {
+                    select_v2_shape
+                }),
         )?;
     }
     r.register(
@@ -86,9 +90,18 @@ fn select_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
 
 fn select_v2_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     let values = cx.broadcast(1, 2)?;
-    let values_name = format!("the values ('{}' and '{}')", cx.input_names[1], cx.input_names[2]);
+    let values_name = format!(
+        "the values ('{}' and '{}')",
+        cx.input_names[1], cx.input_names[2]
+    );
     let cond_name = format!("condition '{}'", cx.input_names[0]);
-    Ok(vec![broadcast_named(cx, cx.input(0)?, &cond_name, &values, &values_name)?])
+    Ok(vec![broadcast_named(
+        cx,
+        cx.input(0)?,
+        &cond_name,
+        &values,
+        &values_name,
+    )?])
 }
 
 impl Builder {
@@ -99,16 +112,29 @@ impl Builder {
 
     /// `Select`: elements of `t` where `condition` is true, else of `e`.
     pub fn select(&self, condition: Output, t: Output, e: Output) -> Result<Output> {
-        self.op("Select").input(condition).input(t).input(e).build_output()
+        self.op("Select")
+            .input(condition)
+            .input(t)
+            .input(e)
+            .build_output()
     }
 
     /// `SelectV2` (`tf.where` with values): like [`Builder::select`], broadcasting all three.
     pub fn select_v2(&self, condition: Output, t: Output, e: Output) -> Result<Output> {
-        self.op("SelectV2").input(condition).input(t).input(e).build_output()
+        self.op("SelectV2")
+            .input(condition)
+            .input(t)
+            .input(e)
+            .build_output()
     }
 
     /// `t` clipped elementwise to `[clip_value_min, clip_value_max]`.
-    pub fn clip_by_value(&self, t: Output, clip_value_min: Output, clip_value_max: Output) -> Result<Output> {
+    pub fn clip_by_value(
+        &self,
+        t: Output,
+        clip_value_min: Output,
+        clip_value_max: Output,
+    ) -> Result<Output> {
         self.op("ClipByValue")
             .input(t)
             .input(clip_value_min)
@@ -129,7 +155,10 @@ mod tests {
         assert_eq!(infer("AddN", &a(3), "[2,?];[?,3];?").unwrap(), "[2,3]");
         assert_eq!(infer("AddN", &a(1), "[5]").unwrap(), "[5]");
         let e = infer("AddN", &a(2), "[2];[3]").unwrap_err();
-        assert!(e.message.contains("in0:0") && e.message.contains("in1:0") && e.message.contains("[3]"), "{e}");
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("in1:0") && e.message.contains("[3]"),
+            "{e}"
+        );
         assert!(infer("AddN", &a(0), "").is_err());
     }
 
@@ -144,7 +173,10 @@ mod tests {
         assert!(infer("Select", &a, "[3];[2,3];[2,3]").is_err());
         assert!(infer("Select", &a, "[2,3];[2,3];[3,2]").is_err());
         let e = infer("Select", &a, "[3,2];[2,3];[2,3]").unwrap_err();
-        assert!(e.message.contains("in0:0") && e.message.contains("[3,2]"), "{e}");
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("[3,2]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -153,7 +185,10 @@ mod tests {
         assert_eq!(infer("SelectV2", &a, "[2,1];[3];[]").unwrap(), "[2,3]");
         assert_eq!(infer("SelectV2", &a, "[];[2,3];[2,1]").unwrap(), "[2,3]");
         let e = infer("SelectV2", &a, "[4];[2,3];[3]").unwrap_err();
-        assert!(e.message.contains("in0:0") && e.message.contains("[4]"), "{e}");
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("[4]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -173,6 +208,9 @@ mod tests {
         assert_eq!(b.shape(b.select(c, x, y).unwrap()).to_string(), "[2,3]");
         let z = b.placeholder("z", DType::F32, [4i64]).unwrap();
         let e = b.add_n(&[x, z]).unwrap_err().to_string();
-        assert!(e.contains("x:0") && e.contains("z:0") && e.contains("[4]"), "{e}");
+        assert!(
+            e.contains("x:0") && e.contains("z:0") && e.contains("[4]"),
+            "{e}"
+        );
     }
 }

@@ -47,8 +47,16 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                 .input("dimension: Tidx")
                 .output("output: output_type")
                 .attr(&type_attr("T", &format!("{NUMBER}, bool")))
-                .attr(&type_attr_default("Tidx", "int16, int32, int64", "DT_INT32"))
-                .attr(&type_attr_default("output_type", "int16, uint16, int32, int64", "DT_INT64"))
+                .attr(&type_attr_default(
+                    "Tidx",
+                    "int16, int32, int64",
+                    "DT_INT32",
+                ))
+                .attr(&type_attr_default(
+                    "output_type",
+                    "int16, uint16, int32, int64",
+                    "DT_INT64",
+                ))
                 .shape_fn(arg_reduction_shape),
         )?;
     }
@@ -76,11 +84,14 @@ fn reduction_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
         reduced.insert(if a < 0 { a + rank as i64 } else { a } as usize);
     }
     let dims = input.dims().unwrap_or_default();
-    let out = dims.iter().enumerate().filter_map(|(i, &d)| match (reduced.contains(&i), keep_dims) {
-        (false, _) => Some(d),
-        (true, true) => Some(Dim::Known(1)),
-        (true, false) => None,
-    });
+    let out =
+        dims.iter()
+            .enumerate()
+            .filter_map(|(i, &d)| match (reduced.contains(&i), keep_dims) {
+                (false, _) => Some(d),
+                (true, true) => Some(Dim::Known(1)),
+                (true, false) => None,
+            });
     Ok(vec![Shape::from_dims(out)])
 }
 
@@ -105,7 +116,10 @@ fn arg_reduction_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     let axis = if axis < 0 { axis + rank as i64 } else { axis } as usize;
     let dims = input.dims().unwrap_or_default();
     Ok(vec![Shape::from_dims(
-        dims.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d),
+        dims.iter()
+            .enumerate()
+            .filter(|&(i, _)| i != axis)
+            .map(|(_, &d)| d),
     )])
 }
 
@@ -113,7 +127,11 @@ impl Builder {
     /// Reduction op `op` of `x` over `axes` (an int32 `Const` is added for them).
     pub fn reduce(&self, op: &str, x: Output, axes: &[i64], keep_dims: bool) -> Result<Output> {
         let axes = self.int32_vector_const(axes)?;
-        self.op(op).input(x).input(axes).attr("keep_dims", keep_dims).build_output()
+        self.op(op)
+            .input(x)
+            .input(axes)
+            .attr("keep_dims", keep_dims)
+            .build_output()
     }
 
     /// `Sum` of `x` over `axes`.
@@ -154,13 +172,21 @@ impl Builder {
     /// `ArgMax` of `x` along `axis`, as int64 indices.
     pub fn argmax(&self, x: Output, axis: i64) -> Result<Output> {
         let axis = self.int32_scalar_const(axis)?;
-        self.op("ArgMax").input(x).input(axis).attr("output_type", DType::I64).build_output()
+        self.op("ArgMax")
+            .input(x)
+            .input(axis)
+            .attr("output_type", DType::I64)
+            .build_output()
     }
 
     /// `ArgMin` of `x` along `axis`, as int64 indices.
     pub fn argmin(&self, x: Output, axis: i64) -> Result<Output> {
         let axis = self.int32_scalar_const(axis)?;
-        self.op("ArgMin").input(x).input(axis).attr("output_type", DType::I64).build_output()
+        self.op("ArgMin")
+            .input(x)
+            .input(axis)
+            .attr("output_type", DType::I64)
+            .build_output()
     }
 }
 
@@ -173,23 +199,54 @@ mod tests {
     fn reduce(op: &str, keep: bool, input: &str, axes: Tensor) -> Result<String> {
         let a = attrs(&[("T", DType::F32.into()), ("keep_dims", keep.into())]);
         let axes_shape = axes.shape().to_string();
-        infer_with_values(op, &a, &format!("{input};{axes_shape}"), &[None, Some(axes)])
+        infer_with_values(
+            op,
+            &a,
+            &format!("{input};{axes_shape}"),
+            &[None, Some(axes)],
+        )
     }
 
     #[test]
     fn constant_axes() {
         let v = |a: Vec<i32>| Tensor::vector(a);
-        assert_eq!(reduce("Sum", false, "[2,3,4]", v(vec![1])).unwrap(), "[2,4]");
-        assert_eq!(reduce("Sum", true, "[2,3,4]", v(vec![1])).unwrap(), "[2,1,4]");
-        assert_eq!(reduce("Mean", false, "[2,?,4]", v(vec![-1])).unwrap(), "[2,?]");
-        assert_eq!(reduce("Mean", false, "[2,3,4]", v(vec![0, -1])).unwrap(), "[3]");
-        assert_eq!(reduce("Max", true, "[2,3,4]", v(vec![0, 2, -1])).unwrap(), "[1,3,1]");
+        assert_eq!(
+            reduce("Sum", false, "[2,3,4]", v(vec![1])).unwrap(),
+            "[2,4]"
+        );
+        assert_eq!(
+            reduce("Sum", true, "[2,3,4]", v(vec![1])).unwrap(),
+            "[2,1,4]"
+        );
+        assert_eq!(
+            reduce("Mean", false, "[2,?,4]", v(vec![-1])).unwrap(),
+            "[2,?]"
+        );
+        assert_eq!(
+            reduce("Mean", false, "[2,3,4]", v(vec![0, -1])).unwrap(),
+            "[3]"
+        );
+        assert_eq!(
+            reduce("Max", true, "[2,3,4]", v(vec![0, 2, -1])).unwrap(),
+            "[1,3,1]"
+        );
         assert_eq!(reduce("Prod", false, "[2,3]", v(vec![])).unwrap(), "[2,3]");
         assert_eq!(reduce("Sum", false, "[2,3]", v(vec![0, 1])).unwrap(), "[]");
-        assert_eq!(reduce("Min", false, "[2,3]", Tensor::scalar(1i32)).unwrap(), "[2]");
-        assert_eq!(reduce("Sum", false, "[2,3]", Tensor::vector(vec![1i64])).unwrap(), "[2]");
+        assert_eq!(
+            reduce("Min", false, "[2,3]", Tensor::scalar(1i32)).unwrap(),
+            "[2]"
+        );
+        assert_eq!(
+            reduce("Sum", false, "[2,3]", Tensor::vector(vec![1i64])).unwrap(),
+            "[2]"
+        );
         let b = attrs(&[("keep_dims", true.into())]);
-        let all = infer_with_values("All", &b, "[2,3];[1]", &[None, Some(Tensor::vector(vec![0i32]))]);
+        let all = infer_with_values(
+            "All",
+            &b,
+            "[2,3];[1]",
+            &[None, Some(Tensor::vector(vec![0i32]))],
+        );
         assert_eq!(all.unwrap(), "[1,3]");
     }
 
@@ -200,14 +257,20 @@ mod tests {
         assert_eq!(infer("Sum", &f(true), "[2,3];[?]").unwrap(), "[?,?]");
         assert_eq!(infer("Sum", &f(true), "?;[1]").unwrap(), "?");
         let axes = Tensor::vector(vec![0i32]);
-        assert_eq!(infer_with_values("Sum", &f(true), "?;[1]", &[None, Some(axes)]).unwrap(), "?");
+        assert_eq!(
+            infer_with_values("Sum", &f(true), "?;[1]", &[None, Some(axes)]).unwrap(),
+            "?"
+        );
         assert!(infer("Sum", &f(false), "[2,3];[1,1]").is_err());
     }
 
     #[test]
     fn bad_axes_name_the_inputs() {
         let e = reduce("Sum", false, "[2,3]", Tensor::vector(vec![2i32])).unwrap_err();
-        assert!(e.message.contains("2") && e.message.contains("in0:0") && e.message.contains("[2,3]"), "{e}");
+        assert!(
+            e.message.contains("2") && e.message.contains("in0:0") && e.message.contains("[2,3]"),
+            "{e}"
+        );
         assert!(reduce("Sum", false, "[2,3]", Tensor::vector(vec![-3i32])).is_err());
     }
 
@@ -215,8 +278,14 @@ mod tests {
     fn arg_reductions() {
         let a = attrs(&[("T", DType::F32.into())]);
         let axis = |v: i32| vec![None, Some(Tensor::scalar(v))];
-        assert_eq!(infer_with_values("ArgMax", &a, "[2,3,4];[]", &axis(1)).unwrap(), "[2,4]");
-        assert_eq!(infer_with_values("ArgMin", &a, "[2,3,4];[]", &axis(-1)).unwrap(), "[2,3]");
+        assert_eq!(
+            infer_with_values("ArgMax", &a, "[2,3,4];[]", &axis(1)).unwrap(),
+            "[2,4]"
+        );
+        assert_eq!(
+            infer_with_values("ArgMin", &a, "[2,3,4];[]", &axis(-1)).unwrap(),
+            "[2,3]"
+        );
         assert_eq!(infer("ArgMax", &a, "[2,3,4];[]").unwrap(), "[?,?]");
         assert_eq!(infer("ArgMax", &a, "[5];[]").unwrap(), "[]");
         assert_eq!(infer("ArgMax", &a, "?;[]").unwrap(), "?");
@@ -234,10 +303,19 @@ mod tests {
         let b = Builder::new();
         let x = b.placeholder("x", DType::F32, [-1i64, 3, 4]).unwrap();
         assert_eq!(b.shape(b.sum(x, &[1], false).unwrap()).to_string(), "[?,4]");
-        assert_eq!(b.shape(b.mean(x, &[-1, 0], true).unwrap()).to_string(), "[1,3,1]");
-        assert_eq!(b.shape(b.reduce_max(x, &[], false).unwrap()).to_string(), "[?,3,4]");
+        assert_eq!(
+            b.shape(b.mean(x, &[-1, 0], true).unwrap()).to_string(),
+            "[1,3,1]"
+        );
+        assert_eq!(
+            b.shape(b.reduce_max(x, &[], false).unwrap()).to_string(),
+            "[?,3,4]"
+        );
         let am = b.argmax(x, -1).unwrap();
-        assert_eq!((b.shape(am).to_string(), b.dtype(am)), ("[?,3]".to_string(), DType::I64));
+        assert_eq!(
+            (b.shape(am).to_string(), b.dtype(am)),
+            ("[?,3]".to_string(), DType::I64)
+        );
         let e = b.sum(x, &[3], false).unwrap_err().to_string();
         assert!(e.contains("x:0") && e.contains("[?,3,4]"), "{e}");
         assert!(b.sum(x, &[1 << 40], false).is_err());

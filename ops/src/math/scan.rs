@@ -26,7 +26,8 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
 fn scan_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     cx.with_rank(1, 0)?;
     let x = cx.input(0)?;
-    if let (Some(rank), Some(axis)) = (x.rank(), cx.input_ints(1)?.and_then(|v| v.first().copied())) {
+    if let (Some(rank), Some(axis)) = (x.rank(), cx.input_ints(1)?.and_then(|v| v.first().copied()))
+    {
         if axis < -(rank as i64) || axis >= rank as i64 {
             return Err(cx.error(format!(
                 "axis {axis} (from '{}') is out of range for '{}' of shape {x}",
@@ -48,7 +49,14 @@ impl Builder {
         self.cumulative_scan("Cumprod", x, axis, exclusive, reverse)
     }
 
-    fn cumulative_scan(&self, op: &str, x: Output, axis: i64, exclusive: bool, reverse: bool) -> Result<Output> {
+    fn cumulative_scan(
+        &self,
+        op: &str,
+        x: Output,
+        axis: i64,
+        exclusive: bool,
+        reverse: bool,
+    ) -> Result<Output> {
         let axis = self.int32_scalar_const(axis)?;
         self.op(op)
             .input(x)

@@ -52,7 +52,14 @@ const UNARY: &[(&str, &str, Out)] = &[
 
 /// Gradient helpers `(y: T, dy: T) -> z: T` over floating `T`: the gradient of the op named
 /// without `Grad`, given its output `y` and the incoming gradient `dy`.
-const GRADS: &[&str] = &["TanhGrad", "SigmoidGrad", "RsqrtGrad", "SqrtGrad", "ReciprocalGrad", "InvGrad"];
+const GRADS: &[&str] = &[
+    "TanhGrad",
+    "SigmoidGrad",
+    "RsqrtGrad",
+    "SqrtGrad",
+    "ReciprocalGrad",
+    "InvGrad",
+];
 
 pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
     for &(name, types, out) in UNARY {
@@ -132,7 +139,10 @@ mod tests {
             assert_eq!(infer(op, &f, "?").unwrap(), "?", "{op}");
         }
         assert_eq!(infer("LogicalNot", &attrs(&[]), "[4]").unwrap(), "[4]");
-        assert_eq!(infer("Square", &attrs(&[("T", DType::U8.into())]), "[]").unwrap(), "[]");
+        assert_eq!(
+            infer("Square", &attrs(&[("T", DType::U8.into())]), "[]").unwrap(),
+            "[]"
+        );
     }
 
     #[test]
@@ -160,7 +170,10 @@ mod tests {
             assert_eq!(infer(op, &f, "[2,?];[?,3]").unwrap(), "[2,3]", "{op}");
         }
         let e = infer("TanhGrad", &f, "[2,3];[3,2]").unwrap_err();
-        assert!(e.message.contains("in0:0") && e.message.contains("[3,2]"), "{e}");
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("[3,2]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -172,6 +185,8 @@ mod tests {
         let n = b.is_nan(y).unwrap();
         assert_eq!(b.dtype(n), DType::Bool);
         assert_eq!(b.dtype(b.logical_not(n).unwrap()), DType::Bool);
-        assert!(b.sqrt(b.placeholder("i", DType::I32, [2i64]).unwrap()).is_err());
+        assert!(b
+            .sqrt(b.placeholder("i", DType::I32, [2i64]).unwrap())
+            .is_err());
     }
 }

@@ -1,7 +1,29 @@
-//! nn ops.
+//! Neural-network ops: convolutions, pooling, bias addition, activations, softmax and
+//! losses, fused batch normalization, LRN and top-k; each with its shape function and
+//! builder methods.
 
 use rill_graph::{OpRegistry, Result};
 
-pub(crate) fn register(_r: &mut OpRegistry) -> Result<()> {
+mod activation;
+mod batch_norm;
+mod bias;
+pub(crate) mod common;
+mod conv;
+mod losses;
+mod lrn;
+mod pool;
+mod softmax;
+mod topk;
+
+pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+    activation::register(r)?;
+    batch_norm::register(r)?;
+    bias::register(r)?;
+    conv::register(r)?;
+    losses::register(r)?;
+    lrn::register(r)?;
+    pool::register(r)?;
+    softmax::register(r)?;
+    topk::register(r)?;
     Ok(())
 }

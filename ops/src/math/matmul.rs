@@ -1,0 +1,299 @@
+//! Matrix products: `MatMul` (rank-2, `transpose_a`/`transpose_b`) and the batched
+//! `BatchMatMul` (batch dims must match), `BatchMatMulV2` and `BatchMatMulV3` (batch dims
+//! broadcast; V3 has separate input and output dtypes `Ta`, `Tb`, `Tout`), with builder
+//! methods.
+//!
+//! Shapes follow TensorFlow's `MatMulShape` / `BatchMatMul(V2)Shape`; inner dimensions that
+//! differ are an error naming both inputs and their shapes.
+
+use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+
+use super::common::{broadcast_shapes, concat_shapes, subshape, type_attr};
+use crate::Builder;
+
+const MATMUL: &str = "bfloat16, half, float, double, int32, int64, uint8, uint16, uint32, uint64";
+const BATCH_V1: &str = "bfloat16, half, float, double, int32, int64";
+const BATCH_V2: &str =
+    "bfloat16, half, float, double, int16, int32, int64, uint8, uint16, uint32, uint64";
+const BATCH_V3_IN: &str = "bfloat16, half, float, double, uint8, int8, int16, int32, int64";
+const BATCH_V3_OUT: &str = "bfloat16, half, float, double, int16, int32, int64";
+
+pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+    r.register(
+        OpDef::build("MatMul")
+            .input("a: T")
+            .input("b: T")
+            .output("product: T")
+            .attr("transpose_a: bool = false")
+            .attr("transpose_b: bool = false")
+            .attr(&type_attr("T", MATMUL))
+            .attr("grad_a: bool = false")
+            .attr("grad_b: bool = false")
+            .shape_fn(matmul_shape),
+    )?;
+    for (name, set) in [("BatchMatMul", BATCH_V1), ("BatchMatMulV2", BATCH_V2)] {
+        r.register(
+            OpDef::build(name)
+                .input("x: T")
+                .input("y: T")
+                .output("output: T")
+                .attr(&type_attr("T", set))
+                .attr("adj_x: bool = false")
+                .attr("adj_y: bool = false")
+                .attr("grad_x: bool = false")
+                .attr("grad_y: bool = false")
+                .shape_fn(if name == "BatchMatMul" {
+                    batch_matmul_shape
+                } else {
+                    batch_matmul_v2_shape
+                }),
+        )?;
+    }
+    r.register(
+        OpDef::build("BatchMatMulV3")
+            .input("x: Ta")
+            .input("y: Tb")
+            .output("output: Tout")
+            .attr(&type_attr("Ta", BATCH_V3_IN))
+            .attr(&type_attr("Tb", BATCH_V3_IN))
+            .attr(&type_attr("Tout", BATCH_V3_OUT))
+            .attr("adj_x: bool = false")
+            .attr("adj_y: bool = false")
+            .attr("grad_x: bool = false")
+            .attr("grad_y: bool = false")
+            .shape_fn(batch_matmul_v2_shape),
+    )
+}
+
+/// The error for inner dimensions that differ.
+fn inner_mismatch(
+    cx: &InferenceContext,
+    a: Dim,
+    b: Dim,
+    flags: (&str, bool, &str, bool),
+) -> rill_graph::Error {
+    let (fa, ta, fb, tb) = flags;
+    cx.error(format!(
+        "matrix inner dimensions must match: '{}' has shape {} and '{}' has shape {} \
+         ({fa}={ta}, {fb}={tb}); {a} vs {b}",
+        cx.input_names[0], cx.input_shapes[0], cx.input_names[1], cx.input_shapes[1]
+    ))
+}
+
+fn matmul_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let a = cx.with_rank(0, 2)?;
+    let b = cx.with_rank(1, 2)?;
+    let (ta, tb) = (cx.attr_bool("transpose_a")?, cx.attr_bool("transpose_b")?);
+    let rows = a.dim(if ta { 1 } else { 0 });
+    let cols = b.dim(if tb { 0 } else { 1 });
+    let inner_a = a.dim(if ta { 0 } else { 1 });
+    let inner_b = b.dim(if tb { 1 } else { 0 });
+    if inner_a.merge(inner_b).is_none() {
+        return Err(inner_mismatch(
+            cx,
+            inner_a,
+            inner_b,
+            ("transpose_a", ta, "transpose_b", tb),
+        ));
+    }
+    Ok(vec![Shape::from_dims([rows, cols])])
+}
+
+/// Rows, cols and the batch shapes of a batched product; errors on rank < 2 or on inner
+/// dims that differ.
+fn batch_parts(cx: &InferenceContext) -> Result<(Shape, Shape, Shape)> {
+    let a = cx.with_rank_at_least(0, 2)?;
+    let b = cx.with_rank_at_least(1, 2)?;
+    let (adj_x, adj_y) = (cx.attr_bool("adj_x")?, cx.attr_bool("adj_y")?);
+    let rows = a.dim(if adj_x { -1 } else { -2 });
+    let cols = b.dim(if adj_y { -2 } else { -1 });
+    let inner_a = a.dim(if adj_x { -2 } else { -1 });
+    let inner_b = b.dim(if adj_y { -1 } else { -2 });
+    if inner_a.merge(inner_b).is_none() {
+        return Err(inner_mismatch(
+            cx,
+            inner_a,
+            inner_b,
+            ("adj_x", adj_x, "adj_y", adj_y),
+        ));
+    }
+    Ok((
+        subshape(&a, 0, Some(-2)),
+        subshape(&b, 0, Some(-2)),
+        Shape::from_dims([rows, cols]),
+    ))
+}
+
+fn batch_matmul_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let (batch_a, batch_b, matrix) = batch_parts(cx)?;
+    let batch = batch_a.merge(&batch_b).map_err(|_| {
+        cx.error(format!(
+            "batch dimensions must be equal: '{}' has shape {} and '{}' has shape {}",
+            cx.input_names[0], cx.input_shapes[0], cx.input_names[1], cx.input_shapes[1]
+        ))
+    })?;
+    Ok(vec![concat_shapes(&batch, &matrix)])
+}
+
+fn batch_matmul_v2_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let (batch_a, batch_b, matrix) = batch_parts(cx)?;
+    let batch = broadcast_shapes(&batch_a, &batch_b, true).ok_or_else(|| {
+        cx.error(format!(
+            "batch dimensions must broadcast: '{}' has shape {} and '{}' has shape {}",
+            cx.input_names[0], cx.input_shapes[0], cx.input_names[1], cx.input_shapes[1]
+        ))
+    })?;
+    Ok(vec![concat_shapes(&batch, &matrix)])
+}
+
+impl Builder {
+    /// `MatMul`: the matrix product `a · b`.
+    pub fn matmul(&self, a: Output, b: Output) -> Result<Output> {
+        self.matmul_t(a, b, false, false)
+    }
+
+    /// `MatMul` with either operand transposed first.
+    pub fn matmul_t(
+        &self,
+        a: Output,
+        b: Output,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> Result<Output> {
+        self.op("MatMul")
+            .input(a)
+            .input(b)
+            .attr("transpose_a", transpose_a)
+            .attr("transpose_b", transpose_b)
+            .build_output()
+    }
+
+    /// `BatchMatMulV2`: batched products with broadcasting batch dims, either operand
+    /// adjointed (transposed) first.
+    pub fn batch_matmul(&self, x: Output, y: Output, adj_x: bool, adj_y: bool) -> Result<Output> {
+        self.op("BatchMatMulV2")
+            .input(x)
+            .input(y)
+            .attr("adj_x", adj_x)
+            .attr("adj_y", adj_y)
+            .build_output()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{attrs, infer};
+    use rill_graph::DType;
+
+    fn t(ta: bool, tb: bool) -> rill_graph::Attrs {
+        attrs(&[
+            ("T", DType::F32.into()),
+            ("transpose_a", ta.into()),
+            ("transpose_b", tb.into()),
+        ])
+    }
+
+    #[test]
+    fn matmul() {
+        assert_eq!(
+            infer("MatMul", &t(false, false), "[2,?];[?,3]").unwrap(),
+            "[2,3]"
+        );
+        assert_eq!(
+            infer("MatMul", &t(false, false), "[2,4];[4,3]").unwrap(),
+            "[2,3]"
+        );
+        assert_eq!(
+            infer("MatMul", &t(true, false), "[4,2];[4,3]").unwrap(),
+            "[2,3]"
+        );
+        assert_eq!(
+            infer("MatMul", &t(false, true), "[2,4];[3,4]").unwrap(),
+            "[2,3]"
+        );
+        assert_eq!(
+            infer("MatMul", &t(true, true), "[4,2];[3,4]").unwrap(),
+            "[2,3]"
+        );
+        assert_eq!(infer("MatMul", &t(false, false), "?;?").unwrap(), "[?,?]");
+        assert_eq!(
+            infer("MatMul", &t(false, false), "?;[4,7]").unwrap(),
+            "[?,7]"
+        );
+    }
+
+    #[test]
+    fn matmul_errors_name_both_inputs() {
+        let e = infer("MatMul", &t(false, false), "[2,3];[4,5]").unwrap_err();
+        for part in ["in0:0", "in1:0", "[2,3]", "[4,5]", "3 vs 4"] {
+            assert!(e.message.contains(part), "{e}");
+        }
+        assert!(infer("MatMul", &t(false, false), "[2,3,4];[4,5]").is_err());
+        assert!(infer("MatMul", &t(false, true), "[2,3];[3,5]").is_err());
+    }
+
+    #[test]
+    fn batch_matmul() {
+        let a = |adj_x: bool, adj_y: bool| {
+            attrs(&[
+                ("T", DType::F32.into()),
+                ("adj_x", adj_x.into()),
+                ("adj_y", adj_y.into()),
+            ])
+        };
+        assert_eq!(
+            infer("BatchMatMul", &a(false, false), "[5,2,3];[?,3,4]").unwrap(),
+            "[5,2,4]"
+        );
+        assert!(infer("BatchMatMul", &a(false, false), "[5,2,3];[1,3,4]").is_err());
+        assert_eq!(
+            infer("BatchMatMulV2", &a(false, false), "[5,1,2,3];[7,3,4]").unwrap(),
+            "[5,7,2,4]"
+        );
+        assert_eq!(
+            infer("BatchMatMulV2", &a(true, true), "[3,2];[6,4,3]").unwrap(),
+            "[6,2,4]"
+        );
+        assert_eq!(
+            infer("BatchMatMulV2", &a(false, false), "?;[3,4]").unwrap(),
+            "?"
+        );
+        assert!(infer("BatchMatMulV2", &a(false, false), "[5,2,3];[4,3,4]").is_err());
+        let e = infer("BatchMatMulV2", &a(false, false), "[2,3];[2,3]").unwrap_err();
+        assert!(
+            e.message.contains("adj_x=false") && e.message.contains("in1:0"),
+            "{e}"
+        );
+        assert!(infer("BatchMatMulV2", &a(false, false), "[3];[3,4]").is_err());
+        let v3 = attrs(&[
+            ("Ta", DType::I8.into()),
+            ("Tb", DType::I8.into()),
+            ("Tout", DType::I32.into()),
+        ]);
+        assert_eq!(
+            infer("BatchMatMulV3", &v3, "[2,2,3];[3,4]").unwrap(),
+            "[2,2,4]"
+        );
+    }
+
+    #[test]
+    fn builder_mlp() {
+        let b = Builder::new();
+        let x = b.placeholder("x", DType::F32, [-1i64, 784]).unwrap();
+        let w1 = b.placeholder("w1", DType::F32, [784i64, 128]).unwrap();
+        let b1 = b.placeholder("b1", DType::F32, [128i64]).unwrap();
+        let w2 = b.placeholder("w2", DType::F32, [128i64, 10]).unwrap();
+        let h = b
+            .tanh(b.add(b.matmul(x, w1).unwrap(), b1).unwrap())
+            .unwrap();
+        let logits = b.matmul(h, w2).unwrap();
+        assert_eq!(b.shape(logits).to_string(), "[?,10]");
+        let e = b.matmul(x, w2).unwrap_err().to_string();
+        for part in ["x:0", "w2:0", "[?,784]", "[128,10]", "MatMul"] {
+            assert!(e.contains(part), "{e}");
+        }
+        let t = b.matmul_t(w1, x, true, true).unwrap();
+        assert_eq!(b.shape(t).to_string(), "[128,?]");
+    }
+}

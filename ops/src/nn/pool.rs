@@ -1,0 +1,358 @@
+//! 2-D pooling: `MaxPool` (SAME/VALID/EXPLICIT), `AvgPool`, `MaxPoolV2` (window and strides
+//! as constant inputs) and the gradients `MaxPoolGrad`, `AvgPoolGrad`; with builder methods.
+//!
+//! Shapes follow TensorFlow's `MaxPoolShapeWithExplicitPadding` / `AvgPoolShape`: the
+//! batch dim passes through, H and W (and for max pooling the depth) are windowed.
+
+use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+
+use super::common::{
+    data_format, explicit_paddings, four_ints, padding, windowed_output_size, Padding, Window,
+};
+use crate::math::common::{shape_with_rank, type_attr, type_attr_default, FLOAT, NUMBER};
+use crate::Builder;
+
+const MAX_POOL_T: &str = "bfloat16, half, float, double, int32, int64, uint8, int16, int8, uint16";
+const FORMAT: &str = "data_format: {'NHWC', 'NCHW'} = 'NHWC'";
+const FORMAT_VECT_C: &str = "data_format: {'NHWC', 'NCHW', 'NCHW_VECT_C'} = 'NHWC'";
+
+pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+    r.register(
+        OpDef::build("MaxPool")
+            .input("input: T")
+            .output("output: T")
+            .attr(&type_attr_default("T", MAX_POOL_T, "DT_FLOAT"))
+            .attr("ksize: list(int) >= 4")
+            .attr("strides: list(int) >= 4")
+            .attr("padding: {'SAME', 'VALID', 'EXPLICIT'}")
+            .attr("explicit_paddings: list(int) = []")
+            .attr(FORMAT_VECT_C)
+            .shape_fn(max_pool_shape),
+    )?;
+    r.register(
+        OpDef::build("MaxPoolV2")
+            .input("input: T")
+            .input("ksize: int32")
+            .input("strides: int32")
+            .output("output: T")
+            .attr(&type_attr_default("T", MAX_POOL_T, "DT_FLOAT"))
+            .attr("padding: {'SAME', 'VALID'}")
+            .attr(FORMAT_VECT_C)
+            .shape_fn(max_pool_v2_shape),
+    )?;
+    r.register(
+        OpDef::build("AvgPool")
+            .input("value: T")
+            .output("output: T")
+            .attr("ksize: list(int) >= 4")
+            .attr("strides: list(int) >= 4")
+            .attr("padding: {'SAME', 'VALID'}")
+            .attr(FORMAT)
+            .attr(&type_attr("T", FLOAT))
+            .shape_fn(avg_pool_shape),
+    )?;
+    r.register(
+        OpDef::build("MaxPoolGrad")
+            .input("orig_input: T")
+            .input("orig_output: T")
+            .input("grad: T")
+            .output("output: T")
+            .attr("ksize: list(int) >= 4")
+            .attr("strides: list(int) >= 4")
+            .attr("padding: {'SAME', 'VALID', 'EXPLICIT'}")
+            .attr("explicit_paddings: list(int) = []")
+            .attr(FORMAT)
+            .attr(&type_attr_default("T", NUMBER, "DT_FLOAT"))
+            .shape_fn(max_pool_grad_shape),
+    )?;
+    r.register(
+        OpDef::build("AvgPoolGrad")
+            .input("orig_input_shape: int32")
+            .input("grad: T")
+            .output("output: T")
+            .attr("ksize: list(int) >= 4")
+            .attr("strides: list(int) >= 4")
+            .attr("padding: {'SAME', 'VALID'}")
+            .attr(FORMAT)
+            .attr(&type_attr("T", FLOAT))
+            .shape_fn(avg_pool_grad_shape),
+    )
+}
+
+/// The pooled shape of input 0; `pool_depth` also windows the channel dim (max pooling).
+fn pooled(
+    cx: &InferenceContext,
+    ksize: [i64; 4],
+    strides: [i64; 4],
+    pool_depth: bool,
+) -> Result<Shape> {
+    let format = data_format(cx)?;
+    let input = cx.with_rank(0, 4)?;
+    let padding = padding(cx)?;
+    let [pad_h, pad_w] = explicit_paddings(cx, padding, format)?;
+    let (n, h, w, c) = format.split(&input);
+    let ((kh, kw), (sh, sw)) = (format.hw(&ksize), format.hw(&strides));
+    let k = |v: i64| Dim::Known(v.max(0) as usize);
+    let at = |dim| Window { dim, input: 0 };
+    let out_h = windowed_output_size(cx, at("height"), h, k(kh), 1, sh, padding, pad_h)?;
+    let out_w = windowed_output_size(cx, at("width"), w, k(kw), 1, sw, padding, pad_w)?;
+    let out_c = if pool_depth {
+        let (kc, sc) = (format.c(&ksize), format.c(&strides));
+        let depth_padding = if padding == Padding::Explicit {
+            Padding::Valid
+        } else {
+            padding
+        };
+        windowed_output_size(cx, at("depth"), c, k(kc), 1, sc, depth_padding, (0, 0))?
+    } else {
+        c
+    };
+    Ok(format.make(n, out_h, out_w, out_c))
+}
+
+fn check_window(cx: &InferenceContext, ksize: &[i64; 4]) -> Result<()> {
+    match ksize.iter().find(|&&k| k < 1) {
+        Some(k) => Err(cx.error(format!(
+            "{}: ksize values must be >= 1, got {k} in {ksize:?}",
+            cx.op
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn max_pool_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let (ksize, strides) = (four_ints(cx, "ksize")?, four_ints(cx, "strides")?);
+    check_window(cx, &ksize)?;
+    Ok(vec![pooled(cx, ksize, strides, true)?])
+}
+
+fn avg_pool_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let (ksize, strides) = (four_ints(cx, "ksize")?, four_ints(cx, "strides")?);
+    check_window(cx, &ksize)?;
+    Ok(vec![pooled(cx, ksize, strides, false)?])
+}
+
+fn max_pool_v2_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    data_format(cx)?;
+    cx.with_rank(0, 4)?;
+    let mut window = [[0i64; 4]; 2];
+    for (slot, i) in window.iter_mut().zip([1, 2]) {
+        let len = cx.with_rank(i, 1)?.dim(0);
+        if len.merge(Dim::Known(4)).is_none() {
+            return Err(cx.error(format!(
+                "'{}' must hold 4 values, but has shape {}",
+                cx.input_names[i], cx.input_shapes[i]
+            )));
+        }
+        match cx.input_ints(i)? {
+            Some(v) => {
+                *slot = <[i64; 4]>::try_from(v.as_slice()).map_err(|_| {
+                    cx.error(format!(
+                        "'{}' must hold 4 values, got {v:?}",
+                        cx.input_names[i]
+                    ))
+                })?
+            }
+            None => return Ok(vec![Shape::unknown()]),
+        }
+    }
+    check_window(cx, &window[0])?;
+    Ok(vec![pooled(cx, window[0], window[1], true)?])
+}
+
+fn max_pool_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let input = cx.with_rank(0, 4)?;
+    cx.with_rank(1, 4)?;
+    cx.with_rank(2, 4)?;
+    Ok(vec![input])
+}
+
+fn avg_pool_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    cx.with_rank(1, 4)?;
+    let what = format!(
+        "the shape given by orig_input_shape '{}'",
+        cx.input_names[0]
+    );
+    Ok(vec![shape_with_rank(cx, &cx.input_as_shape(0)?, 4, &what)?])
+}
+
+impl Builder {
+    /// `MaxPool` of NHWC `x` with window `ksize`, `strides` and `padding` "SAME"/"VALID".
+    pub fn max_pool(
+        &self,
+        x: Output,
+        ksize: [i64; 4],
+        strides: [i64; 4],
+        padding: &str,
+    ) -> Result<Output> {
+        self.pool2d("MaxPool", x, ksize, strides, padding)
+    }
+
+    /// `AvgPool` of NHWC `x` with window `ksize`, `strides` and `padding` "SAME"/"VALID".
+    pub fn avg_pool(
+        &self,
+        x: Output,
+        ksize: [i64; 4],
+        strides: [i64; 4],
+        padding: &str,
+    ) -> Result<Output> {
+        self.pool2d("AvgPool", x, ksize, strides, padding)
+    }
+
+    fn pool2d(
+        &self,
+        op: &str,
+        x: Output,
+        ksize: [i64; 4],
+        strides: [i64; 4],
+        padding: &str,
+    ) -> Result<Output> {
+        self.op(op)
+            .input(x)
+            .attr("ksize", ksize.to_vec())
+            .attr("strides", strides.to_vec())
+            .attr("padding", padding)
+            .build_output()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{attrs, infer, infer_with_values};
+    use rill_graph::{AttrValue, DType, Tensor};
+
+    fn pool(
+        ksize: [i64; 4],
+        strides: [i64; 4],
+        padding: &str,
+        extra: &[(&str, AttrValue)],
+    ) -> rill_graph::Attrs {
+        let mut a = attrs(&[
+            ("T", DType::F32.into()),
+            ("ksize", ksize.to_vec().into()),
+            ("strides", strides.to_vec().into()),
+            ("padding", padding.into()),
+        ]);
+        a.extend(attrs(extra));
+        a
+    }
+
+    #[test]
+    fn max_and_avg() {
+        let (k, s) = ([1, 2, 2, 1], [1, 2, 2, 1]);
+        assert_eq!(
+            infer("MaxPool", &pool(k, s, "VALID", &[]), "[?,28,28,8]").unwrap(),
+            "[?,14,14,8]"
+        );
+        assert_eq!(
+            infer("MaxPool", &pool(k, s, "SAME", &[]), "[1,5,5,8]").unwrap(),
+            "[1,3,3,8]"
+        );
+        assert_eq!(
+            infer("MaxPool", &pool(k, s, "VALID", &[]), "[1,5,5,8]").unwrap(),
+            "[1,2,2,8]"
+        );
+        assert_eq!(
+            infer(
+                "AvgPool",
+                &pool([1, 3, 3, 1], [1, 1, 1, 1], "VALID", &[]),
+                "[2,5,7,3]"
+            )
+            .unwrap(),
+            "[2,3,5,3]"
+        );
+        assert_eq!(
+            infer("AvgPool", &pool(k, s, "SAME", &[]), "?").unwrap(),
+            "[?,?,?,?]"
+        );
+        let nchw = pool(
+            [1, 1, 3, 3],
+            [1, 1, 2, 2],
+            "SAME",
+            &[("data_format", "NCHW".into())],
+        );
+        assert_eq!(infer("MaxPool", &nchw, "[2,8,9,9]").unwrap(), "[2,8,5,5]");
+        // Depth pooling (max only).
+        assert_eq!(
+            infer(
+                "MaxPool",
+                &pool([1, 1, 1, 2], [1, 1, 1, 2], "VALID", &[]),
+                "[1,4,4,8]"
+            )
+            .unwrap(),
+            "[1,4,4,4]"
+        );
+        let pads = vec![0i64, 0, 1, 1, 1, 1, 0, 0];
+        let e = pool(
+            [1, 3, 3, 1],
+            [1, 1, 1, 1],
+            "EXPLICIT",
+            &[("explicit_paddings", pads.into())],
+        );
+        assert_eq!(infer("MaxPool", &e, "[1,4,4,2]").unwrap(), "[1,4,4,2]");
+    }
+
+    #[test]
+    fn errors() {
+        let (k, s) = ([1, 3, 3, 1], [1, 1, 1, 1]);
+        let e = infer("MaxPool", &pool(k, s, "VALID", &[]), "[1,2,2,1]").unwrap_err();
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("[1,2,2,1]"),
+            "{e}"
+        );
+        assert!(infer("MaxPool", &pool(k, s, "VALID", &[]), "[1,2,2]").is_err());
+        assert!(infer("AvgPool", &pool(k, s, "EXPLICIT", &[]), "[1,5,5,1]").is_err());
+        assert!(infer("MaxPool", &pool([1, 0, 3, 1], s, "SAME", &[]), "[1,5,5,1]").is_err());
+        let mut short = pool(k, s, "SAME", &[]);
+        short.insert("ksize".into(), vec![1i64, 2, 2].into());
+        assert!(infer("MaxPool", &short, "[1,5,5,1]").is_err());
+        let vect = pool(k, s, "SAME", &[("data_format", "NCHW_VECT_C".into())]);
+        assert_eq!(
+            infer("MaxPool", &vect, "[1,5,5,1]").unwrap_err().code,
+            rill_graph::Code::Unimplemented
+        );
+    }
+
+    #[test]
+    fn max_pool_v2() {
+        let a = attrs(&[("T", DType::F32.into()), ("padding", "SAME".into())]);
+        let w = |v: Vec<i32>| Some(Tensor::vector(v));
+        let vals = [None, w(vec![1, 2, 2, 1]), w(vec![1, 2, 2, 1])];
+        assert_eq!(
+            infer_with_values("MaxPoolV2", &a, "[1,9,9,3];[4];[4]", &vals).unwrap(),
+            "[1,5,5,3]"
+        );
+        assert_eq!(infer("MaxPoolV2", &a, "[1,9,9,3];[4];[4]").unwrap(), "?");
+        assert!(infer("MaxPoolV2", &a, "[1,9,9,3];[3];[4]").is_err());
+    }
+
+    #[test]
+    fn gradients() {
+        let a = pool([1, 2, 2, 1], [1, 2, 2, 1], "VALID", &[]);
+        assert_eq!(
+            infer("MaxPoolGrad", &a, "[1,4,4,2];[1,2,2,2];[1,2,2,2]").unwrap(),
+            "[1,4,4,2]"
+        );
+        assert!(infer("MaxPoolGrad", &a, "[1,4,4];[1,2,2,2];[1,2,2,2]").is_err());
+        let sizes = [Some(Tensor::vector(vec![1i32, 4, 4, 2]))];
+        assert_eq!(
+            infer_with_values("AvgPoolGrad", &a, "[4];[1,2,2,2]", &sizes).unwrap(),
+            "[1,4,4,2]"
+        );
+        assert_eq!(
+            infer("AvgPoolGrad", &a, "[4];[1,2,2,2]").unwrap(),
+            "[?,?,?,?]"
+        );
+    }
+
+    #[test]
+    fn builder() {
+        let b = Builder::new();
+        let x = b.placeholder("x", DType::F32, [-1i64, 28, 28, 8]).unwrap();
+        let y = b.max_pool(x, [1, 2, 2, 1], [1, 2, 2, 1], "VALID").unwrap();
+        assert_eq!(b.shape(y).to_string(), "[?,14,14,8]");
+        let z = b.avg_pool(y, [1, 3, 3, 1], [1, 2, 2, 1], "SAME").unwrap();
+        assert_eq!(b.shape(z).to_string(), "[?,7,7,8]");
+    }
+}
