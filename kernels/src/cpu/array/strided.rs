@@ -14,6 +14,8 @@
 use rayon::prelude::*;
 use rill_graph::{Buffer, Result, Tensor};
 
+use super::util::filled;
+
 /// Outputs at least this large are filled in parallel.
 const PARALLEL_MIN: usize = 1 << 16;
 /// Side of the square tiles of blocked transposes.
@@ -45,7 +47,14 @@ fn coalesce(dims: &[usize], strides: &[isize]) -> (Vec<usize>, Vec<isize>) {
 }
 
 /// Fills `out` with the view elements at row-major positions `start..start + out.len()`.
-fn fill<T: Clone>(out: &mut [T], start: usize, src: &[T], offset: isize, dims: &[usize], strides: &[isize]) {
+fn fill<T: Clone>(
+    out: &mut [T],
+    start: usize,
+    src: &[T],
+    offset: isize,
+    dims: &[usize],
+    strides: &[isize],
+) {
     let r = dims.len();
     let inner = dims[r - 1];
     let istride = strides[r - 1];
@@ -135,8 +144,12 @@ pub(super) fn gather<T: Clone + Default + Send + Sync>(
         let o = offset as usize;
         return Ok(src[o..o + n].to_vec());
     }
-    let mut out = rill_graph::tensor_try_filled(n)?;
-    let (rows, cols) = if r >= 2 { (dims[r - 2], dims[r - 1]) } else { (1, dims[0]) };
+    let mut out = filled(n, T::default())?;
+    let (rows, cols) = if r >= 2 {
+        (dims[r - 2], dims[r - 1])
+    } else {
+        (1, dims[0])
+    };
     let tiled = r >= 2
         && rows >= TILE / 4
         && cols >= TILE / 4
@@ -148,9 +161,12 @@ pub(super) fn gather<T: Clone + Default + Send + Sync>(
         let run = |(m, chunk): (usize, &mut [T])| {
             let base = matrix_base(m, offset, &dims, &strides);
             if n >= PARALLEL_MIN && matrix >= PARALLEL_MIN {
-                chunk.par_chunks_mut(TILE * cols).enumerate().for_each(|(b, block)| {
-                    fill_tiled(block, cols, src, base + (b * TILE) as isize * sr, sr, sc)
-                });
+                chunk
+                    .par_chunks_mut(TILE * cols)
+                    .enumerate()
+                    .for_each(|(b, block)| {
+                        fill_tiled(block, cols, src, base + (b * TILE) as isize * sr, sr, sc)
+                    });
             } else {
                 fill_tiled(chunk, cols, src, base, sr, sc);
             }
@@ -172,7 +188,13 @@ pub(super) fn gather<T: Clone + Default + Send + Sync>(
 }
 
 /// Writes `src` (row-major over `dims`) into the view (`offset`, `dims`, `strides`) of `out`.
-pub(super) fn scatter<T: Clone>(out: &mut [T], offset: usize, dims: &[usize], strides: &[isize], src: &[T]) {
+pub(super) fn scatter<T: Clone>(
+    out: &mut [T],
+    offset: usize,
+    dims: &[usize],
+    strides: &[isize],
+    src: &[T],
+) {
     if src.is_empty() {
         return;
     }
@@ -203,7 +225,12 @@ pub(super) fn scatter<T: Clone>(out: &mut [T], offset: usize, dims: &[usize], st
 }
 
 /// [`gather`] on a tensor of any dtype; the result has shape `dims`.
-pub(super) fn gather_tensor(t: &Tensor, offset: usize, dims: &[usize], strides: &[isize]) -> Result<Tensor> {
+pub(super) fn gather_tensor(
+    t: &Tensor,
+    offset: usize,
+    dims: &[usize],
+    strides: &[isize],
+) -> Result<Tensor> {
     macro_rules! go {
         ($($v:ident),*) => {
             match t.buffer() {
@@ -217,7 +244,10 @@ pub(super) fn gather_tensor(t: &Tensor, offset: usize, dims: &[usize], strides: 
 
 /// Signed strides of a row-major tensor of `dims`.
 pub(super) fn signed_strides(dims: &[usize]) -> Vec<isize> {
-    super::util::row_strides(dims).into_iter().map(|s| s as isize).collect()
+    super::util::row_strides(dims)
+        .into_iter()
+        .map(|s| s as isize)
+        .collect()
 }
 
 #[cfg(test)]
@@ -236,11 +266,20 @@ mod tests {
     fn gathers_views() {
         let src: Vec<i32> = (0..6).collect();
         // transpose of [2,3]
-        assert_eq!(gather(&src, 0, &[3, 2], &[1, 3]).unwrap(), vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(
+            gather(&src, 0, &[3, 2], &[1, 3]).unwrap(),
+            vec![0, 3, 1, 4, 2, 5]
+        );
         // reverse
-        assert_eq!(gather(&src, 5, &[6], &[-1]).unwrap(), vec![5, 4, 3, 2, 1, 0]);
+        assert_eq!(
+            gather(&src, 5, &[6], &[-1]).unwrap(),
+            vec![5, 4, 3, 2, 1, 0]
+        );
         // broadcast a row
-        assert_eq!(gather(&src, 0, &[2, 3], &[0, 1]).unwrap(), vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(
+            gather(&src, 0, &[2, 3], &[0, 1]).unwrap(),
+            vec![0, 1, 2, 0, 1, 2]
+        );
         assert!(gather(&src, 0, &[0, 3], &[3, 1]).unwrap().is_empty());
     }
 

@@ -176,9 +176,18 @@ pub(super) fn index_tensor(dtype: DType, dims: &[usize], values: Vec<i64>) -> Re
     }
 }
 
-/// An error for inputs of mismatched dtypes (a graph the op definition should have refused).
-pub(super) fn dtype_mismatch(what: &str, want: DType, got: DType) -> Error {
-    Error::invalid_argument(format!("{what} has dtype {got}, expected {want}"))
+/// A vector of `n` copies of `value`; ResourceExhausted instead of an abort when the
+/// memory is not there.
+pub(super) fn filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::resource_exhausted(format!(
+            "cannot allocate {n} elements of {} bytes",
+            std::mem::size_of::<T>()
+        ))
+    })?;
+    v.resize(n, value);
+    Ok(v)
 }
 
 /// Runs `$body` with `$T` aliased to the element type of `$dtype` (every dtype that holds
@@ -187,20 +196,62 @@ macro_rules! with_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {{
         use rill_graph::DType as D;
         match $dtype {
-            D::F32 => { type $T = f32; $body }
-            D::F64 => { type $T = f64; $body }
-            D::F16 => { type $T = half::f16; $body }
-            D::BF16 => { type $T = half::bf16; $body }
-            D::I8 => { type $T = i8; $body }
-            D::I16 => { type $T = i16; $body }
-            D::I32 => { type $T = i32; $body }
-            D::I64 => { type $T = i64; $body }
-            D::U8 => { type $T = u8; $body }
-            D::U16 => { type $T = u16; $body }
-            D::U32 => { type $T = u32; $body }
-            D::U64 => { type $T = u64; $body }
-            D::Bool => { type $T = bool; $body }
-            D::String => { type $T = Vec<u8>; $body }
+            D::F32 => {
+                type $T = f32;
+                $body
+            }
+            D::F64 => {
+                type $T = f64;
+                $body
+            }
+            D::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            D::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            D::I8 => {
+                type $T = i8;
+                $body
+            }
+            D::I16 => {
+                type $T = i16;
+                $body
+            }
+            D::I32 => {
+                type $T = i32;
+                $body
+            }
+            D::I64 => {
+                type $T = i64;
+                $body
+            }
+            D::U8 => {
+                type $T = u8;
+                $body
+            }
+            D::U16 => {
+                type $T = u16;
+                $body
+            }
+            D::U32 => {
+                type $T = u32;
+                $body
+            }
+            D::U64 => {
+                type $T = u64;
+                $body
+            }
+            D::Bool => {
+                type $T = bool;
+                $body
+            }
+            D::String => {
+                type $T = Vec<u8>;
+                $body
+            }
             other => Err(rill_graph::Error::unimplemented(format!(
                 "tensors of dtype {other} hold no values"
             ))),
@@ -214,18 +265,54 @@ macro_rules! with_numeric {
     ($dtype:expr, $op:expr, $T:ident => $body:expr) => {{
         use rill_graph::DType as D;
         match $dtype {
-            D::F32 => { type $T = f32; $body }
-            D::F64 => { type $T = f64; $body }
-            D::F16 => { type $T = half::f16; $body }
-            D::BF16 => { type $T = half::bf16; $body }
-            D::I8 => { type $T = i8; $body }
-            D::I16 => { type $T = i16; $body }
-            D::I32 => { type $T = i32; $body }
-            D::I64 => { type $T = i64; $body }
-            D::U8 => { type $T = u8; $body }
-            D::U16 => { type $T = u16; $body }
-            D::U32 => { type $T = u32; $body }
-            D::U64 => { type $T = u64; $body }
+            D::F32 => {
+                type $T = f32;
+                $body
+            }
+            D::F64 => {
+                type $T = f64;
+                $body
+            }
+            D::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            D::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            D::I8 => {
+                type $T = i8;
+                $body
+            }
+            D::I16 => {
+                type $T = i16;
+                $body
+            }
+            D::I32 => {
+                type $T = i32;
+                $body
+            }
+            D::I64 => {
+                type $T = i64;
+                $body
+            }
+            D::U8 => {
+                type $T = u8;
+                $body
+            }
+            D::U16 => {
+                type $T = u16;
+                $body
+            }
+            D::U32 => {
+                type $T = u32;
+                $body
+            }
+            D::U64 => {
+                type $T = u64;
+                $body
+            }
             other => Err($crate::unsupported_dtype($op, other)),
         }
     }};
