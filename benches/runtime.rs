@@ -11,10 +11,14 @@ use rill::graph::Graph;
 use rill::prelude::*;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
         .collect()
@@ -24,8 +28,12 @@ fn matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_f32");
     for n in [256usize, 1024] {
         let b = Builder::new();
-        let x = b.placeholder("a", DType::F32, [n as i64, n as i64]).unwrap();
-        let y = b.placeholder("b", DType::F32, [n as i64, n as i64]).unwrap();
+        let x = b
+            .placeholder("a", DType::F32, [n as i64, n as i64])
+            .unwrap();
+        let y = b
+            .placeholder("b", DType::F32, [n as i64, n as i64])
+            .unwrap();
         b.op("MatMul").name("c").input(x).input(y).build().unwrap();
         let s = Session::new(b.into_graph(), SessionOptions::default()).unwrap();
         let call = s.prepare(&["a:0", "b:0"], &["c:0"], &[]).unwrap();
@@ -45,7 +53,9 @@ fn cnn_inference(c: &mut Criterion) {
     let s = Session::new(g, SessionOptions::default()).unwrap();
     let x = rill::npy::read_npy(&dir.join("x.npy")).unwrap();
     let call = s.prepare(&["x:0"], &["probs:0"], &[]).unwrap();
-    c.bench_function("cnn_inference", |bench| bench.iter(|| call.run(vec![x.clone()]).unwrap()));
+    c.bench_function("cnn_inference", |bench| {
+        bench.iter(|| call.run(vec![x.clone()]).unwrap())
+    });
 }
 
 fn tanh_chain(c: &mut Criterion) {
@@ -60,7 +70,9 @@ fn tanh_chain(c: &mut Criterion) {
     let x = Tensor::new(&[16], random(16, 3)).unwrap();
     let mut group = c.benchmark_group("executor");
     group.throughput(Throughput::Elements(1000));
-    group.bench_function("tanh_chain_1000x16", |bench| bench.iter(|| call.run(vec![x.clone()]).unwrap()));
+    group.bench_function("tanh_chain_1000x16", |bench| {
+        bench.iter(|| call.run(vec![x.clone()]).unwrap())
+    });
     group.finish();
 }
 
@@ -70,9 +82,13 @@ fn run_floor(c: &mut Criterion) {
     b.op("Identity").name("y").input(x).build().unwrap();
     let s = Session::new(b.into_graph(), SessionOptions::default()).unwrap();
     let x = Tensor::vector(vec![1.0f32]);
-    c.bench_function("session_run_floor", |bench| bench.iter(|| s.run(&[("x:0", x.clone())], &["y:0"], &[]).unwrap()));
+    c.bench_function("session_run_floor", |bench| {
+        bench.iter(|| s.run(&[("x:0", x.clone())], &["y:0"], &[]).unwrap())
+    });
     let call = s.prepare(&["x:0"], &["y:0"], &[]).unwrap();
-    c.bench_function("callable_run_floor", |bench| bench.iter(|| call.run(vec![x.clone()]).unwrap()));
+    c.bench_function("callable_run_floor", |bench| {
+        bench.iter(|| call.run(vec![x.clone()]).unwrap())
+    });
 }
 
 criterion_group!(benches, matmul, cnn_inference, tanh_chain, run_floor);

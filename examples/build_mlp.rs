@@ -6,7 +6,9 @@ use rill::prelude::*;
 
 fn weights(rows: usize, cols: usize, seed: u32) -> Result<Tensor> {
     let values = (0..rows * cols)
-        .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) as f32 / 65536.0) - 0.5)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) as f32 / 65536.0) - 0.5
+        })
         .collect();
     Ok(Tensor::new(&[rows, cols], values)?)
 }

@@ -8,13 +8,15 @@ pub mod npy;
 
 pub use rill_graph as graph;
 pub use rill_kernels as kernels;
-pub use rill_runtime as runtime;
 pub use rill_ops as ops;
 pub use rill_proto as proto;
+pub use rill_runtime as runtime;
 
 /// Everything needed to build, import and export graphs.
 pub mod prelude {
-    pub use rill_graph::{Code, DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape, Tensor};
+    pub use rill_graph::{
+        Code, DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape, Tensor,
+    };
     pub use rill_ops::Builder;
     pub use rill_runtime::{Callable, Session, SessionOptions};
 }

@@ -5,11 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rill::prelude::{Session, SessionOptions, Tensor};
 use clap::{Parser, Subcommand, ValueEnum};
+use rill::prelude::{Session, SessionOptions, Tensor};
 
 #[derive(Parser)]
-#[command(name = "rill", version, about = "A TensorFlow-compatible dataflow graph runtime")]
+#[command(
+    name = "rill",
+    version,
+    about = "A TensorFlow-compatible dataflow graph runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,18 +86,28 @@ impl Step {
                 let (name, file) = f
                     .split_once('=')
                     .with_context(|| format!("--feed '{f}' must look like x:0=x.npy"))?;
-                let t = rill::npy::read_npy(Path::new(file)).with_context(|| format!("feed '{name}'"))?;
+                let t = rill::npy::read_npy(Path::new(file))
+                    .with_context(|| format!("feed '{name}'"))?;
                 Ok((name.to_string(), t))
             })
             .collect::<Result<_>>()?;
         if args.fetches.is_empty() && args.targets.is_empty() {
             bail!("nothing to do: give at least one --fetch or --target");
         }
-        Ok(Step { session, feeds, fetches: args.fetches, targets: args.targets })
+        Ok(Step {
+            session,
+            feeds,
+            fetches: args.fetches,
+            targets: args.targets,
+        })
     }
 
     fn run(&self, profile: bool) -> Result<(Vec<Tensor>, Vec<rill::runtime::NodeTiming>)> {
-        let feeds: Vec<(&str, Tensor)> = self.feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        let feeds: Vec<(&str, Tensor)> = self
+            .feeds
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.clone()))
+            .collect();
         let fetches: Vec<&str> = self.fetches.iter().map(String::as_str).collect();
         let targets: Vec<&str> = self.targets.iter().map(String::as_str).collect();
         if profile {
@@ -110,7 +124,12 @@ fn run_once(step: &Step, out: Option<PathBuf>) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     for (name, t) in step.fetches.iter().zip(&tensors) {
-        println!("{name}: {} {}  {}", t.dtype(), t.shape(), rill::npy::summary(t));
+        println!(
+            "{name}: {} {}  {}",
+            t.dtype(),
+            t.shape(),
+            rill::npy::summary(t)
+        );
         if let Some(dir) = &out {
             let file = dir.join(format!("{}.npy", name.replace(['/', ':'], "_")));
             rill::npy::write_npy(&file, t)?;
@@ -153,7 +172,10 @@ fn bench(step: &Step, iters: usize) -> Result<()> {
     println!("most expensive ops (mean per step):");
     for ((node, op), d) in ops.iter().take(10) {
         let share = 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
-        println!("  {:>10.1?}  {share:5.1}%  {node} ({op})", *d / profiled as u32);
+        println!(
+            "  {:>10.1?}  {share:5.1}%  {node} ({op})",
+            *d / profiled as u32
+        );
     }
     Ok(())
 }

@@ -12,8 +12,10 @@ use rill_graph::{Buffer, Error, Result, Tensor};
 
 /// Reads a `.npy` file.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::not_found(format!("cannot read {}: {e}", path.display())))?;
-    read_npy_bytes(&bytes).map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message)))
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::not_found(format!("cannot read {}: {e}", path.display())))?;
+    read_npy_bytes(&bytes)
+        .map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message)))
 }
 
 /// Parses `.npy` bytes.
@@ -21,7 +23,9 @@ pub fn read_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
     let bad = |e: std::io::Error| Error::invalid_argument(format!("not a valid .npy array: {e}"));
     let npy = npyz::NpyFile::new(bytes).map_err(bad)?;
     if npy.order() == npyz::Order::Fortran {
-        return Err(Error::unimplemented("Fortran-order .npy arrays are not supported"));
+        return Err(Error::unimplemented(
+            "Fortran-order .npy arrays are not supported",
+        ));
     }
     let dims: Vec<usize> = npy
         .shape()
@@ -30,7 +34,9 @@ pub fn read_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
         .collect::<Result<_>>()?;
     let n = rill_graph::element_count(&dims)?;
     let npyz::DType::Plain(ts) = npy.dtype() else {
-        return Err(Error::unimplemented("structured .npy arrays are not supported"));
+        return Err(Error::unimplemented(
+            "structured .npy arrays are not supported",
+        ));
     };
     // Check the payload length before decoding, so a truncated file is caught up front.
     let size = ts.num_bytes().unwrap_or(0);
@@ -55,7 +61,11 @@ pub fn read_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
         (TypeChar::Uint, 4) => Buffer::U32(npy.into_vec().map_err(bad)?),
         (TypeChar::Uint, 8) => Buffer::U64(npy.into_vec().map_err(bad)?),
         (TypeChar::Bool, 1) => Buffer::Bool(npy.into_vec().map_err(bad)?),
-        (c, s) => return Err(Error::unimplemented(format!(".npy dtype {c:?}{s} is not supported"))),
+        (c, s) => {
+            return Err(Error::unimplemented(format!(
+                ".npy dtype {c:?}{s} is not supported"
+            )))
+        }
     };
     Tensor::from_buffer(&dims, buffer)
 }
@@ -63,15 +73,26 @@ pub fn read_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
 /// Writes `t` as a `.npy` file.
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
     let bytes = npy_bytes(t)?;
-    std::fs::write(path, bytes)
-        .map_err(|e| Error::new(rill_graph::Code::PermissionDenied, format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes).map_err(|e| {
+        Error::new(
+            rill_graph::Code::PermissionDenied,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Encodes `t` as `.npy` bytes.
 pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    fn write<T: npyz::AutoSerialize + Clone>(shape: &[u64], values: &[T]) -> std::io::Result<Vec<u8>> {
+    fn write<T: npyz::AutoSerialize + Clone>(
+        shape: &[u64],
+        values: &[T],
+    ) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut out).begin_nd()?;
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(&mut out)
+            .begin_nd()?;
         w.extend(values.iter().cloned())?;
         w.finish()?;
         Ok(out)
@@ -91,7 +112,11 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
         Buffer::U32(v) => write(&shape, v),
         Buffer::U64(v) => write(&shape, v),
         Buffer::Bool(v) => write(&shape, v),
-        Buffer::String(_) => return Err(Error::unimplemented("string tensors cannot be written as .npy")),
+        Buffer::String(_) => {
+            return Err(Error::unimplemented(
+                "string tensors cannot be written as .npy",
+            ))
+        }
     };
     r.map_err(|e| Error::internal(format!("encoding .npy: {e}")))
 }

@@ -24,11 +24,16 @@ fn fixture_dirs() -> Vec<PathBuf> {
 fn every_fixture_round_trips_through_pb_and_pbtxt() {
     for dir in fixture_dirs() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let g = Graph::load(dir.join("graph.pb"), registry()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let from_text =
-            Graph::load(dir.join("graph.pbtxt"), registry()).unwrap_or_else(|e| panic!("{name} pbtxt: {e}"));
+        let g =
+            Graph::load(dir.join("graph.pb"), registry()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let from_text = Graph::load(dir.join("graph.pbtxt"), registry())
+            .unwrap_or_else(|e| panic!("{name} pbtxt: {e}"));
         let def = g.to_graph_def();
-        assert_eq!(def, from_text.to_graph_def(), "{name}: .pb and .pbtxt differ");
+        assert_eq!(
+            def,
+            from_text.to_graph_def(),
+            "{name}: .pb and .pbtxt differ"
+        );
         // Export, re-import, export again: the same graph.
         let again = Graph::from_binary(&g.to_binary(), registry()).unwrap();
         assert_eq!(again.to_graph_def(), def, "{name}: binary round trip");
@@ -36,7 +41,8 @@ fn every_fixture_round_trips_through_pb_and_pbtxt() {
         let again = Graph::from_text(&text, registry()).unwrap();
         assert_eq!(again.to_graph_def(), def, "{name}: text round trip");
         // Nothing TensorFlow wrote is lost: the export equals the original file.
-        let original = GraphDef::decode(std::fs::read(dir.join("graph.pb")).unwrap().as_slice()).unwrap();
+        let original =
+            GraphDef::decode(std::fs::read(dir.join("graph.pb")).unwrap().as_slice()).unwrap();
         assert_eq!(def.node.len(), original.node.len(), "{name}");
         for (a, b) in def.node.iter().zip(&original.node) {
             assert_eq!(a.name, b.name);
@@ -70,18 +76,27 @@ fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
 
 fn placeholder(name: &str) -> NodeDef {
     let mut n = node(name, "Placeholder", &[]);
-    n.attr.insert("dtype".into(), rill::graph::AttrValue::Type(DType::F32).to_proto());
+    n.attr.insert(
+        "dtype".into(),
+        rill::graph::AttrValue::Type(DType::F32).to_proto(),
+    );
     n
 }
 
 fn import(nodes: Vec<NodeDef>) -> rill::graph::Result<Graph> {
-    let def = GraphDef { node: nodes, ..Default::default() };
+    let def = GraphDef {
+        node: nodes,
+        ..Default::default()
+    };
     Graph::from_binary(&def.encode_to_vec(), registry())
 }
 
 #[test]
 fn truncated_and_random_bytes_are_invalid_argument() {
-    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf/mlp_inference/graph.pb")).unwrap();
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf/mlp_inference/graph.pb"),
+    )
+    .unwrap();
     let e = Graph::from_binary(&bytes[..bytes.len() / 2], registry()).unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument, "{e}");
     let e = Graph::from_binary(&[0xff, 0xff, 0xff, 0x0f, 0x08], registry()).unwrap_err();
@@ -96,13 +111,17 @@ fn unknown_op_names_op_and_node() {
     assert_eq!(e.code, Code::Unimplemented);
     assert_eq!(e.node.as_deref(), Some("weird"));
     let text = e.to_string();
-    assert!(text.contains("FrobnicateV7") && text.contains("not supported by Rill"), "{text}");
+    assert!(
+        text.contains("FrobnicateV7") && text.contains("not supported by Rill"),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_attr_type_is_rejected() {
     let mut p = node("x", "Placeholder", &[]);
-    p.attr.insert("dtype".into(), rill::graph::AttrValue::Int(3).to_proto());
+    p.attr
+        .insert("dtype".into(), rill::graph::AttrValue::Int(3).to_proto());
     let e = import(vec![p]).unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
     assert!(e.to_string().contains("dtype"), "{e}");
@@ -112,13 +131,19 @@ fn bad_attr_type_is_rejected() {
 #[test]
 fn dangling_input_is_rejected() {
     let mut id = node("y", "Identity", &["nowhere:0"]);
-    id.attr.insert("T".into(), rill::graph::AttrValue::Type(DType::F32).to_proto());
+    id.attr.insert(
+        "T".into(),
+        rill::graph::AttrValue::Type(DType::F32).to_proto(),
+    );
     let e = import(vec![placeholder("x"), id]).unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
     assert!(e.to_string().contains("nowhere"), "{e}");
     // An output index past the producer's outputs is dangling too.
     let mut id = node("y", "Identity", &["x:3"]);
-    id.attr.insert("T".into(), rill::graph::AttrValue::Type(DType::F32).to_proto());
+    id.attr.insert(
+        "T".into(),
+        rill::graph::AttrValue::Type(DType::F32).to_proto(),
+    );
     assert!(import(vec![placeholder("x"), id]).is_err());
 }
 
@@ -134,7 +159,10 @@ fn cycle_is_rejected_but_loop_back_edges_are_not() {
     let mut a = node("a", "Identity", &["b"]);
     let mut b = node("b", "Identity", &["a"]);
     for n in [&mut a, &mut b] {
-        n.attr.insert("T".into(), rill::graph::AttrValue::Type(DType::F32).to_proto());
+        n.attr.insert(
+            "T".into(),
+            rill::graph::AttrValue::Type(DType::F32).to_proto(),
+        );
     }
     let e = import(vec![a, b]).unwrap_err();
     assert!(e.to_string().contains("cycle"), "{e}");
@@ -143,9 +171,15 @@ fn cycle_is_rejected_but_loop_back_edges_are_not() {
 #[test]
 fn dtype_mismatch_is_rejected() {
     let mut i = placeholder("i");
-    i.attr.insert("dtype".into(), rill::graph::AttrValue::Type(DType::I32).to_proto());
+    i.attr.insert(
+        "dtype".into(),
+        rill::graph::AttrValue::Type(DType::I32).to_proto(),
+    );
     let mut add = node("add", "AddV2", &["x", "i"]);
-    add.attr.insert("T".into(), rill::graph::AttrValue::Type(DType::F32).to_proto());
+    add.attr.insert(
+        "T".into(),
+        rill::graph::AttrValue::Type(DType::F32).to_proto(),
+    );
     let e = import(vec![placeholder("x"), i, add]).unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
     assert!(e.to_string().contains("must be float"), "{e}");
@@ -156,7 +190,13 @@ fn build_time_shape_mismatch_names_both_nodes_and_shapes() {
     let b = Builder::new();
     let x = b.placeholder("x", DType::F32, [8i64, 784]).unwrap();
     let w = b.placeholder("w", DType::F32, [100i64, 10]).unwrap();
-    let e = b.op("MatMul").name("logits").input(x).input(w).build().unwrap_err();
+    let e = b
+        .op("MatMul")
+        .name("logits")
+        .input(x)
+        .input(w)
+        .build()
+        .unwrap_err();
     let text = e.to_string();
     assert_eq!(e.code, Code::InvalidArgument);
     assert_eq!(e.node.as_deref(), Some("logits"));
@@ -172,7 +212,13 @@ fn build_time_shape_mismatch_names_both_nodes_and_shapes() {
 fn built_graph_exports_and_inspects() {
     let b = Builder::new();
     let x = b.placeholder("x", DType::F32, [-1i64, 4]).unwrap();
-    let w = b.op("Const").name("w").attr("value", Tensor::new(&[4, 3], vec![0.5f32; 12]).unwrap()).attr("dtype", DType::F32).build_output().unwrap();
+    let w = b
+        .op("Const")
+        .name("w")
+        .attr("value", Tensor::new(&[4, 3], vec![0.5f32; 12]).unwrap())
+        .attr("dtype", DType::F32)
+        .build_output()
+        .unwrap();
     let h = {
         let _scope = b.name_scope("layer1");
         let _dev = b.device("/job:worker/task:0").unwrap();
@@ -193,7 +239,11 @@ fn built_graph_exports_and_inspects() {
         .args(["inspect", path.to_str().unwrap(), "--format", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["nodes"], 4);
     assert_eq!(summary["placeholders"][0]["shape"], "[?,4]");
@@ -202,7 +252,11 @@ fn built_graph_exports_and_inspects() {
 }
 
 fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rill-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "rill-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -213,14 +267,24 @@ fn cli_convert_and_inspect_fixture() {
     let pb = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf/cnn_inference/graph.pb");
     let txt = dir.join("cnn.pbtxt");
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().unwrap()
+        std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(args)
+            .output()
+            .unwrap()
     };
     let out = run(&["convert", pb.to_str().unwrap(), txt.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["inspect", txt.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("Conv2D") && text.contains("x:0  float [?,22,18,3]"), "{text}");
+    assert!(
+        text.contains("Conv2D") && text.contains("x:0  float [?,22,18,3]"),
+        "{text}"
+    );
     assert!(text.contains("unsupported ops: none"), "{text}");
     let out = run(&["inspect", "/nonexistent.pb"]);
     assert!(!out.status.success());
@@ -229,7 +293,10 @@ fn cli_convert_and_inspect_fixture() {
 
 #[test]
 fn inspect_lists_unsupported_ops() {
-    let def = GraphDef { node: vec![placeholder("x"), node("y", "FancyOp", &["x"])], ..Default::default() };
+    let def = GraphDef {
+        node: vec![placeholder("x"), node("y", "FancyOp", &["x"])],
+        ..Default::default()
+    };
     let s = rill::inspect::summarize(&def, &registry());
     assert_eq!(s.unsupported_ops, vec!["FancyOp".to_string()]);
     assert!(s.import.contains("FancyOp"));

@@ -5,7 +5,12 @@ use rill::prelude::*;
 
 fn constant(b: &Builder, name: &str, t: Tensor) -> Output {
     let dtype = t.dtype();
-    b.op("Const").name(name).attr("value", t).attr("dtype", dtype).build_output().unwrap()
+    b.op("Const")
+        .name(name)
+        .attr("value", t)
+        .attr("dtype", dtype)
+        .build_output()
+        .unwrap()
 }
 
 fn binary(b: &Builder, op: &str, x: Output, y: Output) -> Output {
@@ -47,7 +52,11 @@ fn many_independent_branches_run_and_join() {
     let branches: Vec<Output> = (0..64)
         .map(|i| {
             let c = constant(&b, &format!("c{i}"), Tensor::scalar(i as f32));
-            let t = b.op("Tanh").input(binary(&b, "Mul", x, c)).build_output().unwrap();
+            let t = b
+                .op("Tanh")
+                .input(binary(&b, "Mul", x, c))
+                .build_output()
+                .unwrap();
             b.op("Square").input(t).build_output().unwrap()
         })
         .collect();
@@ -75,7 +84,9 @@ fn fetching_a_fed_tensor_and_an_intermediate() {
     let s = session(b);
     let xv = Tensor::vector(vec![1.0f32, 2.0]);
     // Feeding an intermediate cuts the graph there.
-    let got = s.run(&[("y:0", Tensor::vector(vec![0.0f32, 0.0]))], &["z:0"], &[]).unwrap();
+    let got = s
+        .run(&[("y:0", Tensor::vector(vec![0.0f32, 0.0]))], &["z:0"], &[])
+        .unwrap();
     assert_eq!(got[0].as_slice::<f32>().unwrap(), &[1.0, 1.0]);
     let got = s.run(&[("x:0", xv.clone())], &["x:0", "y:0"], &[]).unwrap();
     assert_eq!(got[0], xv);
@@ -105,14 +116,36 @@ fn actionable_errors() {
     // Missing feed names the placeholder, its dtype and shape.
     let e = s.run(&[], &["r:0"], &[]).unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
-    assert!(e.to_string().contains("must feed a value for placeholder tensor 'x'"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("must feed a value for placeholder tensor 'x'"),
+        "{e}"
+    );
     assert!(e.to_string().contains("[?,3]"), "{e}");
     // Wrong dtype.
-    let e = s.run(&[("x:0", Tensor::new(&[1, 3], vec![1i32, 2, 3]).unwrap())], &["r:0"], &[]).unwrap_err();
-    assert!(e.to_string().contains("int32") && e.to_string().contains("'x:0'"), "{e}");
+    let e = s
+        .run(
+            &[("x:0", Tensor::new(&[1, 3], vec![1i32, 2, 3]).unwrap())],
+            &["r:0"],
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("int32") && e.to_string().contains("'x:0'"),
+        "{e}"
+    );
     // Wrong shape.
-    let e = s.run(&[("x:0", Tensor::new(&[1, 2], vec![1f32, 2.0]).unwrap())], &["r:0"], &[]).unwrap_err();
-    assert!(e.to_string().contains("[1,2]") && e.to_string().contains("[?,3]"), "{e}");
+    let e = s
+        .run(
+            &[("x:0", Tensor::new(&[1, 2], vec![1f32, 2.0]).unwrap())],
+            &["r:0"],
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("[1,2]") && e.to_string().contains("[?,3]"),
+        "{e}"
+    );
     // Unknown fetch and target.
     let e = s.run(&[], &["nope:0"], &[]).unwrap_err();
     assert_eq!(e.code, Code::NotFound);
@@ -129,18 +162,49 @@ fn kernel_errors_stop_the_step_and_name_the_node() {
     let params = b.placeholder("params", DType::F32, [3i64]).unwrap();
     let idx = b.placeholder("idx", DType::I32, [1i64]).unwrap();
     let axis = constant(&b, "axis", Tensor::scalar(0i32));
-    let g = b.op("GatherV2").name("lookup").input(params).input(idx).input(axis).build_output().unwrap();
+    let g = b
+        .op("GatherV2")
+        .name("lookup")
+        .input(params)
+        .input(idx)
+        .input(axis)
+        .build_output()
+        .unwrap();
     // Work on a parallel branch still finishes or stops; the step returns the error.
     let other = b.op("Tanh").input(params).build_output().unwrap();
-    let sum = binary(&b, "AddV2", g, b.op("Sum").input(other).input(constant(&b, "ax", Tensor::vector(vec![0i32]))).build_output().unwrap());
+    let sum = binary(
+        &b,
+        "AddV2",
+        g,
+        b.op("Sum")
+            .input(other)
+            .input(constant(&b, "ax", Tensor::vector(vec![0i32])))
+            .build_output()
+            .unwrap(),
+    );
     let name = b.graph().tensor_name(sum);
     let s = session(b);
     let p = Tensor::vector(vec![1.0f32, 2.0, 3.0]);
-    let e = s.run(&[("params:0", p.clone()), ("idx:0", Tensor::vector(vec![5i32]))], &[&name], &[]).unwrap_err();
+    let e = s
+        .run(
+            &[
+                ("params:0", p.clone()),
+                ("idx:0", Tensor::vector(vec![5i32])),
+            ],
+            &[&name],
+            &[],
+        )
+        .unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
     assert_eq!(e.node.as_deref(), Some("lookup"));
     // The session is still usable.
-    let ok = s.run(&[("params:0", p), ("idx:0", Tensor::vector(vec![2i32]))], &[&name], &[]).unwrap();
+    let ok = s
+        .run(
+            &[("params:0", p), ("idx:0", Tensor::vector(vec![2i32]))],
+            &[&name],
+            &[],
+        )
+        .unwrap();
     let want = 3.0 + [1.0f32, 2.0, 3.0].iter().map(|v| v.tanh()).sum::<f32>();
     assert!((ok[0].as_slice::<f32>().unwrap()[0] - want).abs() < 1e-5);
 }

@@ -35,7 +35,11 @@ fn to_f64(t: &Tensor) -> Option<Vec<f64>> {
 /// Compares as the README says: shapes exactly, floats with allclose, others exactly.
 fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<()> {
     if actual.dims() != expected.dims() {
-        bail!("{name}: shape {} expected {}", actual.shape(), expected.shape());
+        bail!(
+            "{name}: shape {} expected {}",
+            actual.shape(),
+            expected.shape()
+        );
     }
     match (to_f64(actual), to_f64(expected)) {
         (Some(a), Some(e)) => {
@@ -64,7 +68,11 @@ fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64)
         }
         _ => {
             if actual.dtype() != expected.dtype() {
-                bail!("{name}: dtype {} expected {}", actual.dtype(), expected.dtype());
+                bail!(
+                    "{name}: dtype {} expected {}",
+                    actual.dtype(),
+                    expected.dtype()
+                );
             }
             if actual != expected {
                 bail!("{name}: values differ (got {actual:?}, expected {expected:?})");
@@ -77,7 +85,11 @@ fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64)
 fn string_map(manifest: &Value, key: &str) -> Vec<(String, String)> {
     manifest[key]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -90,7 +102,8 @@ fn run_inference(dir: &Path, manifest: &Value) -> Result<()> {
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
         .collect::<Result<_>>()?;
     let fetches = string_map(manifest, "fetches");
-    let feed_refs: Vec<(&str, Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let feed_refs: Vec<(&str, Tensor)> =
+        feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     let names: Vec<&str> = fetches.iter().map(|(n, _)| n.as_str()).collect();
     let got = session.run(&feed_refs, &names, &[])?;
     let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);

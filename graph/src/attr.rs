@@ -98,10 +98,22 @@ impl AttrValue {
             AttrValue::Tensor(t) => Some(V::Tensor(t.to_proto())),
             AttrValue::Func(f) => Some(V::Func(func_to_proto(f))),
             AttrValue::Placeholder(p) => Some(V::Placeholder(p.clone())),
-            AttrValue::StringList(v) => list(ListValue { s: v.clone(), ..Default::default() }),
-            AttrValue::IntList(v) => list(ListValue { i: v.clone(), ..Default::default() }),
-            AttrValue::FloatList(v) => list(ListValue { f: v.clone(), ..Default::default() }),
-            AttrValue::BoolList(v) => list(ListValue { b: v.clone(), ..Default::default() }),
+            AttrValue::StringList(v) => list(ListValue {
+                s: v.clone(),
+                ..Default::default()
+            }),
+            AttrValue::IntList(v) => list(ListValue {
+                i: v.clone(),
+                ..Default::default()
+            }),
+            AttrValue::FloatList(v) => list(ListValue {
+                f: v.clone(),
+                ..Default::default()
+            }),
+            AttrValue::BoolList(v) => list(ListValue {
+                b: v.clone(),
+                ..Default::default()
+            }),
             AttrValue::TypeList(v) => list(ListValue {
                 r#type: v.iter().map(|t| t.to_proto() as i32).collect(),
                 ..Default::default()
@@ -129,7 +141,9 @@ impl AttrValue {
         let dtype = |t: i32| -> Result<DType> {
             let (d, is_ref) = DType::from_proto(t)?;
             if is_ref {
-                return Err(Error::invalid_argument("a type attribute cannot be a reference type"));
+                return Err(Error::invalid_argument(
+                    "a type attribute cannot be a reference type",
+                ));
             }
             Ok(d)
         };
@@ -158,9 +172,19 @@ impl AttrValue {
                 } else if !l.r#type.is_empty() {
                     AttrValue::TypeList(l.r#type.iter().map(|&t| dtype(t)).collect::<Result<_>>()?)
                 } else if !l.shape.is_empty() {
-                    AttrValue::ShapeList(l.shape.iter().map(Shape::from_proto).collect::<Result<_>>()?)
+                    AttrValue::ShapeList(
+                        l.shape
+                            .iter()
+                            .map(Shape::from_proto)
+                            .collect::<Result<_>>()?,
+                    )
                 } else if !l.tensor.is_empty() {
-                    AttrValue::TensorList(l.tensor.iter().map(Tensor::from_proto).collect::<Result<_>>()?)
+                    AttrValue::TensorList(
+                        l.tensor
+                            .iter()
+                            .map(Tensor::from_proto)
+                            .collect::<Result<_>>()?,
+                    )
                 } else if !l.func.is_empty() {
                     AttrValue::FuncList(l.func.iter().map(func_from_proto).collect::<Result<_>>()?)
                 } else {
@@ -237,7 +261,11 @@ impl AttrValue {
 fn func_to_proto(f: &FuncAttr) -> rill_proto::NameAttrList {
     rill_proto::NameAttrList {
         name: f.name.clone(),
-        attr: f.attrs.iter().map(|(k, v)| (k.clone(), v.to_proto())).collect(),
+        attr: f
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_proto()))
+            .collect(),
     }
 }
 
@@ -291,16 +319,24 @@ mod tests {
             AttrValue::ShapeList(vec![Shape::unknown()]),
         ];
         for v in values {
-            assert_eq!(AttrValue::from_proto(&v.to_proto(), Some(v.type_name())).unwrap(), v);
+            assert_eq!(
+                AttrValue::from_proto(&v.to_proto(), Some(v.type_name())).unwrap(),
+                v
+            );
         }
         let empty = AttrValue::TypeList(vec![]);
-        assert_eq!(AttrValue::from_proto(&empty.to_proto(), Some("list(type)")).unwrap(), empty);
+        assert_eq!(
+            AttrValue::from_proto(&empty.to_proto(), Some("list(type)")).unwrap(),
+            empty
+        );
     }
 
     #[test]
     fn bad_values_are_errors() {
         assert!(AttrValue::from_proto(&AttrProto { value: None }, None).is_err());
-        let ref_type = AttrProto { value: Some(attr_value::Value::Type(101)) };
+        let ref_type = AttrProto {
+            value: Some(attr_value::Value::Type(101)),
+        };
         assert!(AttrValue::from_proto(&ref_type, None).is_err());
     }
 }

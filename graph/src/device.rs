@@ -24,15 +24,20 @@ impl DeviceSpec {
     /// Parses TensorFlow's device name forms, including legacy `/cpu:0` and `/gpu:1`.
     pub fn parse(text: &str) -> Result<DeviceSpec> {
         let mut spec = DeviceSpec::default();
-        let bad = |why: &str| Error::invalid_argument(format!("invalid device name '{text}': {why}"));
+        let bad =
+            |why: &str| Error::invalid_argument(format!("invalid device name '{text}': {why}"));
         let number = |v: &str| -> Result<Option<u32>> {
             if v == "*" {
                 return Ok(None);
             }
-            v.parse().map(Some).map_err(|_| bad(&format!("'{v}' is not a number")))
+            v.parse()
+                .map(Some)
+                .map_err(|_| bad(&format!("'{v}' is not a number")))
         };
         for part in text.split('/').filter(|p| !p.is_empty()) {
-            let (key, value) = part.split_once(':').ok_or_else(|| bad("expected key:value"))?;
+            let (key, value) = part
+                .split_once(':')
+                .ok_or_else(|| bad("expected key:value"))?;
             match key.to_ascii_lowercase().as_str() {
                 "job" if !value.is_empty() => spec.job = Some(value.to_string()),
                 "replica" => spec.replica = number(value)?,
@@ -65,7 +70,10 @@ impl DeviceSpec {
             job: self.job.clone().or_else(|| defaults.job.clone()),
             replica: self.replica.or(defaults.replica),
             task: self.task.or(defaults.task),
-            device_type: self.device_type.clone().or_else(|| defaults.device_type.clone()),
+            device_type: self
+                .device_type
+                .clone()
+                .or_else(|| defaults.device_type.clone()),
             device_index: if self.device_type.is_some() {
                 self.device_index
             } else {
@@ -123,11 +131,20 @@ mod tests {
     fn parses_tf_forms() {
         let d = DeviceSpec::parse("/job:worker/replica:0/task:1/device:CPU:0").unwrap();
         assert_eq!(d.job.as_deref(), Some("worker"));
-        assert_eq!((d.replica, d.task, d.device_index), (Some(0), Some(1), Some(0)));
+        assert_eq!(
+            (d.replica, d.task, d.device_index),
+            (Some(0), Some(1), Some(0))
+        );
         assert_eq!(d.to_string(), "/job:worker/replica:0/task:1/device:CPU:0");
         let g = DeviceSpec::parse("/device:GPU:*").unwrap();
-        assert_eq!((g.device_type.as_deref(), g.device_index), (Some("GPU"), None));
-        assert_eq!(DeviceSpec::parse("/gpu:1").unwrap().to_string(), "/device:GPU:1");
+        assert_eq!(
+            (g.device_type.as_deref(), g.device_index),
+            (Some("GPU"), None)
+        );
+        assert_eq!(
+            DeviceSpec::parse("/gpu:1").unwrap().to_string(),
+            "/device:GPU:1"
+        );
         assert!(DeviceSpec::parse("").unwrap().is_empty());
         for bad in ["/job", "/task:x", "/device::0", "/wat?:1"] {
             assert!(DeviceSpec::parse(bad).is_err(), "{bad}");

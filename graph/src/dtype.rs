@@ -177,9 +177,9 @@ impl std::str::FromStr for DType {
     /// Accepts `float`, `f32`, `DT_FLOAT` and the other spellings of each dtype.
     fn from_str(s: &str) -> Result<DType> {
         let lower = s.strip_prefix("DT_").unwrap_or(s).to_ascii_lowercase();
-        let found = DType::ALL.into_iter().find(|d| {
-            d.tf_name() == lower || format!("{d:?}").eq_ignore_ascii_case(&lower)
-        });
+        let found = DType::ALL
+            .into_iter()
+            .find(|d| d.tf_name() == lower || format!("{d:?}").eq_ignore_ascii_case(&lower));
         match (found, lower.as_str()) {
             (Some(d), _) => Ok(d),
             (None, "f16") => Ok(DType::F16),
@@ -208,7 +208,13 @@ mod tests {
         assert_eq!("DT_INT64".parse::<DType>().unwrap(), DType::I64);
         assert_eq!("bf16".parse::<DType>().unwrap(), DType::BF16);
         assert!("complex64".parse::<DType>().is_err());
-        assert_eq!(DType::from_proto(8).unwrap_err().code, crate::Code::Unimplemented);
-        assert_eq!(DType::from_proto(77).unwrap_err().code, crate::Code::InvalidArgument);
+        assert_eq!(
+            DType::from_proto(8).unwrap_err().code,
+            crate::Code::Unimplemented
+        );
+        assert_eq!(
+            DType::from_proto(77).unwrap_err().code,
+            crate::Code::InvalidArgument
+        );
     }
 }

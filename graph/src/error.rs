@@ -114,7 +114,10 @@ mod tests {
     #[test]
     fn display_names_node_and_op() {
         let e = Error::invalid_argument("bad").at_node("layer/MatMul", "MatMul");
-        assert_eq!(e.to_string(), "InvalidArgument: bad (node 'layer/MatMul', op MatMul)");
+        assert_eq!(
+            e.to_string(),
+            "InvalidArgument: bad (node 'layer/MatMul', op MatMul)"
+        );
         let e = e.at_node("other", "Add");
         assert_eq!(e.node.as_deref(), Some("layer/MatMul"));
     }

@@ -242,8 +242,9 @@ impl Graph {
             self.check_output(*o)?;
         }
         for &c in &spec.control_inputs {
-            self.get(c)
-                .ok_or_else(|| Error::invalid_argument("control input is not a node of this graph"))?;
+            self.get(c).ok_or_else(|| {
+                Error::invalid_argument("control input is not a node of this graph")
+            })?;
         }
         let op = self.registry.lookup(&spec.op)?.clone();
         let mut attrs = spec.attrs;
@@ -254,7 +255,14 @@ impl Graph {
             .collect();
         op.infer_attrs_from_inputs(&mut attrs, &groups)?;
         let inputs: Vec<Output> = spec.input_groups.into_iter().flatten().collect();
-        let node = self.make_node(spec.name, op, inputs, spec.control_inputs, attrs, spec.device)?;
+        let node = self.make_node(
+            spec.name,
+            op,
+            inputs,
+            spec.control_inputs,
+            attrs,
+            spec.device,
+        )?;
         let id = NodeId::from_index(self.nodes.len());
         self.names.insert(node.name.clone(), id);
         self.nodes.push(Some(node));
@@ -268,7 +276,9 @@ impl Graph {
 
     fn check_new_name(&self, name: &str) -> Result<()> {
         if !is_valid_node_name(name) {
-            return Err(Error::invalid_argument(format!("'{name}' is not a valid node name")));
+            return Err(Error::invalid_argument(format!(
+                "'{name}' is not a valid node name"
+            )));
         }
         if self.names.contains_key(name) {
             return Err(Error::new(
@@ -335,7 +345,9 @@ impl Graph {
     pub fn check_input_types(&self, id: NodeId) -> Result<()> {
         let node = self.node(id);
         for (i, (&o, &want)) in node.inputs.iter().zip(&node.input_types).enumerate() {
-            let Some(src) = self.get(o.node) else { continue };
+            let Some(src) = self.get(o.node) else {
+                continue;
+            };
             let have = src.output_types[o.index];
             if have != want {
                 return Err(Error::invalid_argument(format!(
@@ -365,10 +377,14 @@ impl Graph {
         };
         for &o in &node.inputs {
             let src = self.get(o.node);
-            cx.input_shapes.push(src.map_or(Shape::unknown(), |s| s.output_shapes[o.index].clone()));
-            cx.input_values.push(src.and_then(|s| self.constant_value(s)));
-            cx.input_shape_values.push(src.and_then(|s| self.shape_op_value(s)));
-            cx.input_names.push(src.map_or_else(|| "?".into(), |s| format!("{}:{}", s.name, o.index)));
+            cx.input_shapes
+                .push(src.map_or(Shape::unknown(), |s| s.output_shapes[o.index].clone()));
+            cx.input_values
+                .push(src.and_then(|s| self.constant_value(s)));
+            cx.input_shape_values
+                .push(src.and_then(|s| self.shape_op_value(s)));
+            cx.input_names
+                .push(src.map_or_else(|| "?".into(), |s| format!("{}:{}", s.name, o.index)));
         }
         let shapes = (node.op.shape_fn)(&cx).map_err(|e| e.at_node(&node.name, node.op_name()))?;
         if shapes.len() != node.num_outputs() {
@@ -470,7 +486,12 @@ impl Graph {
     pub fn consumers(&self) -> HashMap<NodeId, Vec<NodeId>> {
         let mut out: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
         for (id, n) in self.nodes() {
-            for src in n.inputs.iter().map(|o| o.node).chain(n.control_inputs.iter().copied()) {
+            for src in n
+                .inputs
+                .iter()
+                .map(|o| o.node)
+                .chain(n.control_inputs.iter().copied())
+            {
                 out.entry(src).or_default().push(id);
             }
         }
@@ -483,7 +504,14 @@ impl fmt::Debug for Graph {
         writeln!(f, "Graph ({} nodes)", self.len())?;
         for (_, n) in self.nodes() {
             let inputs: Vec<String> = n.inputs.iter().map(|&o| self.tensor_name(o)).collect();
-            writeln!(f, "  {} = {}({}) -> {:?}", n.name, n.op_name(), inputs.join(", "), n.output_shapes)?;
+            writeln!(
+                f,
+                "  {} = {}({}) -> {:?}",
+                n.name,
+                n.op_name(),
+                inputs.join(", "),
+                n.output_shapes
+            )?;
         }
         Ok(())
     }

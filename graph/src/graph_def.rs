@@ -44,14 +44,22 @@ impl Graph {
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(def.node.len());
         for (i, n) in def.node.iter().enumerate() {
             if !crate::graph::is_valid_node_name(&n.name) {
-                return Err(Error::invalid_argument(format!("'{}' is not a valid node name", n.name))
-                    .at_node(&n.name, &n.op));
+                return Err(Error::invalid_argument(format!(
+                    "'{}' is not a valid node name",
+                    n.name
+                ))
+                .at_node(&n.name, &n.op));
             }
             if index.insert(&n.name, i).is_some() {
-                return Err(Error::invalid_argument(format!("duplicate node name '{}'", n.name))
-                    .at_node(&n.name, &n.op));
+                return Err(
+                    Error::invalid_argument(format!("duplicate node name '{}'", n.name))
+                        .at_node(&n.name, &n.op),
+                );
             }
-            graph.registry().lookup(&n.op).map_err(|e| e.at_node(&n.name, &n.op))?;
+            graph
+                .registry()
+                .lookup(&n.op)
+                .map_err(|e| e.at_node(&n.name, &n.op))?;
         }
 
         // Inputs by position in the file, then a topological order over them.
@@ -107,12 +115,21 @@ impl Graph {
                 .import_node(n, inputs, controls, id(i))
                 .map_err(|e| e.at_node(&n.name, &n.op))?;
         }
-        graph.names = index.into_iter().map(|(k, v)| (k.to_string(), id(v))).collect();
+        graph.names = index
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), id(v)))
+            .collect();
         graph.validate()?;
         Ok(graph)
     }
 
-    fn import_node(&mut self, n: &NodeDef, inputs: Vec<Output>, controls: Vec<NodeId>, id: NodeId) -> Result<()> {
+    fn import_node(
+        &mut self,
+        n: &NodeDef,
+        inputs: Vec<Output>,
+        controls: Vec<NodeId>,
+        id: NodeId,
+    ) -> Result<()> {
         let op = self.registry().lookup(&n.op)?.clone();
         let mut attrs = Attrs::new();
         for (key, value) in &n.attr {
@@ -136,7 +153,11 @@ impl Graph {
         }
         // Type attrs a writer left out are taken from the inputs, when the grouping is known.
         if let Ok(lengths) = op.arg_lengths(&op.inputs, &attrs).or_else(|e| {
-            if op.inputs.len() == 1 { Ok(vec![inputs.len()]) } else { Err(e) }
+            if op.inputs.len() == 1 {
+                Ok(vec![inputs.len()])
+            } else {
+                Err(e)
+            }
         }) {
             if lengths.iter().sum::<usize>() == inputs.len() {
                 let mut groups = Vec::with_capacity(lengths.len());
@@ -208,7 +229,11 @@ impl Graph {
                     op: n.op_name().to_string(),
                     input,
                     device: n.requested_device.to_string(),
-                    attr: n.attrs.iter().map(|(k, v)| (k.clone(), v.to_proto())).collect(),
+                    attr: n
+                        .attrs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_proto()))
+                        .collect(),
                     experimental_debug_info: n.extras.debug_info.clone(),
                     experimental_type: n.extras.experimental_type.clone(),
                 }
@@ -251,14 +276,21 @@ pub fn read_graph_def(path: &Path) -> Result<GraphDef> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::not_found(format!("cannot read {}: {e}", path.display())))?;
     if is_text_path(path) {
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::invalid_argument(format!("{} is not UTF-8 text", path.display())))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::invalid_argument(format!("{} is not UTF-8 text", path.display()))
+        })?;
         rill_proto::text_format::parse("GraphDef", text).map_err(|e| {
-            Error::invalid_argument(format!("{} is not a valid text GraphDef: {e}", path.display()))
+            Error::invalid_argument(format!(
+                "{} is not a valid text GraphDef: {e}",
+                path.display()
+            ))
         })
     } else {
         GraphDef::decode(bytes.as_slice()).map_err(|e| {
-            Error::invalid_argument(format!("{} is not a valid binary GraphDef: {e}", path.display()))
+            Error::invalid_argument(format!(
+                "{} is not a valid binary GraphDef: {e}",
+                path.display()
+            ))
         })
     }
 }
@@ -272,6 +304,10 @@ pub fn write_graph_def(path: &Path, def: &GraphDef) -> Result<()> {
     } else {
         def.encode_to_vec()
     };
-    std::fs::write(path, bytes)
-        .map_err(|e| Error::new(crate::Code::PermissionDenied, format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes).map_err(|e| {
+        Error::new(
+            crate::Code::PermissionDenied,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })
 }

@@ -22,7 +22,9 @@ pub use attr::{AttrValue, Attrs, FuncAttr};
 pub use device::DeviceSpec;
 pub use dtype::DType;
 pub use error::{Code, Error, Result};
-pub use graph::{is_valid_node_name, parse_tensor_name, Graph, Node, NodeExtras, NodeId, NodeSpec, Output};
+pub use graph::{
+    is_valid_node_name, parse_tensor_name, Graph, Node, NodeExtras, NodeId, NodeSpec, Output,
+};
 pub use graph_def::{read_graph_def, write_graph_def};
 pub use op_def::{Allowed, ArgDef, ArgType, AttrDef, OpDef, OpDefBuilder, OpRegistry};
 pub use shape::{Dim, Shape};

@@ -117,9 +117,14 @@ impl OpDef {
         args.iter()
             .map(|arg| {
                 if let Some(n) = &arg.number_attr {
-                    let n = attr_of(attrs, n)?.as_int().ok_or_else(|| self.attr_type_error(n, "int"))?;
+                    let n = attr_of(attrs, n)?
+                        .as_int()
+                        .ok_or_else(|| self.attr_type_error(n, "int"))?;
                     usize::try_from(n).map_err(|_| {
-                        Error::invalid_argument(format!("attr '{}' of {} must be >= 0, got {n}", arg.name, self.name))
+                        Error::invalid_argument(format!(
+                            "attr '{}' of {} must be >= 0, got {n}",
+                            arg.name, self.name
+                        ))
                     })
                 } else if let ArgType::List(l) = &arg.ty {
                     Ok(attr_of(attrs, l)?
@@ -141,11 +146,15 @@ impl OpDef {
             match &arg.ty {
                 ArgType::Fixed(d) => out.extend(std::iter::repeat_n(*d, len)),
                 ArgType::Attr(t) => {
-                    let d = attr_of(attrs, t)?.as_type().ok_or_else(|| self.attr_type_error(t, "type"))?;
+                    let d = attr_of(attrs, t)?
+                        .as_type()
+                        .ok_or_else(|| self.attr_type_error(t, "type"))?;
                     out.extend(std::iter::repeat_n(d, len));
                 }
                 ArgType::List(l) => out.extend_from_slice(
-                    attr_of(attrs, l)?.as_type_list().ok_or_else(|| self.attr_type_error(l, "list(type)"))?,
+                    attr_of(attrs, l)?
+                        .as_type_list()
+                        .ok_or_else(|| self.attr_type_error(l, "list(type)"))?,
                 ),
             }
         }
@@ -160,13 +169,19 @@ impl OpDef {
                 "{} takes {} input args ({}), got {}",
                 self.name,
                 self.inputs.len(),
-                self.inputs.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+                self.inputs
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 groups.len()
             )));
         }
         for (arg, dtypes) in self.inputs.iter().zip(groups) {
             if let Some(n) = &arg.number_attr {
-                attrs.entry(n.clone()).or_insert(AttrValue::Int(dtypes.len() as i64));
+                attrs
+                    .entry(n.clone())
+                    .or_insert(AttrValue::Int(dtypes.len() as i64));
             }
             match &arg.ty {
                 ArgType::Attr(t) => {
@@ -175,7 +190,9 @@ impl OpDef {
                     }
                 }
                 ArgType::List(l) => {
-                    attrs.entry(l.clone()).or_insert(AttrValue::TypeList(dtypes.clone()));
+                    attrs
+                        .entry(l.clone())
+                        .or_insert(AttrValue::TypeList(dtypes.clone()));
                 }
                 ArgType::Fixed(_) => {}
             }
@@ -206,7 +223,10 @@ impl OpDef {
     }
 
     fn attr_type_error(&self, name: &str, want: &str) -> Error {
-        Error::invalid_argument(format!("attr '{name}' of {} must be of type {want}", self.name))
+        Error::invalid_argument(format!(
+            "attr '{name}' of {} must be of type {want}",
+            self.name
+        ))
     }
 }
 
@@ -233,7 +253,10 @@ fn check_attr(op: &str, def: &AttrDef, value: &AttrValue) -> Result<()> {
             return Err(Error::invalid_argument(format!(
                 "{op} does not accept {t} for attr '{}' (allowed: {})",
                 def.name,
-                ok.iter().map(|d| d.tf_name()).collect::<Vec<_>>().join(", ")
+                ok.iter()
+                    .map(|d| d.tf_name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
         (Some(Allowed::Types(ok)), AttrValue::TypeList(ts)) => {
@@ -330,8 +353,12 @@ impl OpDefBuilder {
         let mut errors = self.errors;
         let mut def = self.def;
         // Args may be declared before their attrs: a `T` naming a list(type) attr is a list.
-        let list_attrs: Vec<String> =
-            def.attrs.iter().filter(|a| a.ty == "list(type)").map(|a| a.name.clone()).collect();
+        let list_attrs: Vec<String> = def
+            .attrs
+            .iter()
+            .filter(|a| a.ty == "list(type)")
+            .map(|a| a.name.clone())
+            .collect();
         for arg in def.inputs.iter_mut().chain(def.outputs.iter_mut()) {
             if let ArgType::Attr(t) = &arg.ty {
                 if list_attrs.contains(t) {
@@ -370,7 +397,11 @@ impl OpDefBuilder {
         if errors.is_empty() {
             Ok(def)
         } else {
-            Err(Error::internal(format!("bad definition of op {}: {}", def.name, errors.join("; "))))
+            Err(Error::internal(format!(
+                "bad definition of op {}: {}",
+                def.name,
+                errors.join("; ")
+            )))
         }
     }
 
@@ -389,7 +420,13 @@ impl OpDefBuilder {
             None => (None, ty),
         };
         let ty = match ty.parse::<DType>() {
-            Ok(d) if ty.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) => ArgType::Fixed(d),
+            Ok(d)
+                if ty
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+            {
+                ArgType::Fixed(d)
+            }
             _ => ArgType::Attr(ty.to_string()),
         };
         Ok(ArgDef {
@@ -404,33 +441,48 @@ impl OpDefBuilder {
 fn parse_attr(spec: &str) -> std::result::Result<AttrDef, String> {
     let (name, rest) = spec.split_once(':').ok_or("must be 'name: type'")?;
     // The default follows an '=' that is not part of '>='.
-    let eq = rest.char_indices().find(|&(i, c)| c == '=' && !rest[..i].ends_with('>'));
+    let eq = rest
+        .char_indices()
+        .find(|&(i, c)| c == '=' && !rest[..i].ends_with('>'));
     let (ty_part, default) = match eq {
         Some((i, _)) => (rest[..i].trim(), Some(rest[i + 1..].trim())),
         None => (rest.trim(), None),
     };
     let (ty_part, minimum) = match ty_part.split_once(">=") {
-        Some((t, m)) => (t.trim(), Some(m.trim().parse::<i64>().map_err(|e| e.to_string())?)),
+        Some((t, m)) => (
+            t.trim(),
+            Some(m.trim().parse::<i64>().map_err(|e| e.to_string())?),
+        ),
         None => (ty_part, None),
     };
-    let (ty, allowed) = if let Some(set) = ty_part.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-        let items: Vec<&str> = set.split(',').map(str::trim).collect();
-        if items.iter().all(|i| i.starts_with('\'')) {
-            let strings = items.iter().map(|i| i.trim_matches('\'').to_string()).collect();
-            ("string".to_string(), Some(Allowed::Strings(strings)))
+    let (ty, allowed) =
+        if let Some(set) = ty_part.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let items: Vec<&str> = set.split(',').map(str::trim).collect();
+            if items.iter().all(|i| i.starts_with('\'')) {
+                let strings = items
+                    .iter()
+                    .map(|i| i.trim_matches('\'').to_string())
+                    .collect();
+                ("string".to_string(), Some(Allowed::Strings(strings)))
+            } else {
+                let types = items
+                    .iter()
+                    .map(|i| i.parse::<DType>().map_err(|e| e.message))
+                    .collect::<std::result::Result<_, _>>()?;
+                ("type".to_string(), Some(Allowed::Types(types)))
+            }
+        } else if let Some(set) = ty_part
+            .strip_prefix("list({")
+            .and_then(|s| s.strip_suffix("})"))
+        {
+            let types = set
+                .split(',')
+                .map(|i| i.trim().parse::<DType>().map_err(|e| e.message))
+                .collect::<std::result::Result<_, _>>()?;
+            ("list(type)".to_string(), Some(Allowed::Types(types)))
         } else {
-            let types = items.iter().map(|i| i.parse::<DType>().map_err(|e| e.message)).collect::<std::result::Result<_, _>>()?;
-            ("type".to_string(), Some(Allowed::Types(types)))
-        }
-    } else if let Some(set) = ty_part.strip_prefix("list({").and_then(|s| s.strip_suffix("})")) {
-        let types = set
-            .split(',')
-            .map(|i| i.trim().parse::<DType>().map_err(|e| e.message))
-            .collect::<std::result::Result<_, _>>()?;
-        ("list(type)".to_string(), Some(Allowed::Types(types)))
-    } else {
-        (ty_part.to_string(), None)
-    };
+            (ty_part.to_string(), None)
+        };
     let default = default.map(|d| parse_default(&ty, d)).transpose()?;
     Ok(AttrDef {
         name: name.trim().to_string(),
@@ -455,17 +507,31 @@ fn parse_default(ty: &str, text: &str) -> std::result::Result<AttrValue, String>
         "int" => AttrValue::Int(text.parse().map_err(|e| bad(&e))?),
         "float" => AttrValue::Float(text.parse().map_err(|e| bad(&e))?),
         "bool" => AttrValue::Bool(text.parse().map_err(|e| bad(&e))?),
-        "string" => AttrValue::String(text.trim_matches('"').trim_matches('\'').as_bytes().to_vec()),
+        "string" => AttrValue::String(
+            text.trim_matches('"')
+                .trim_matches('\'')
+                .as_bytes()
+                .to_vec(),
+        ),
         "type" => AttrValue::Type(text.parse().map_err(|e: Error| bad(&e.message))?),
         "shape" => AttrValue::Shape(crate::Shape::parse(text).map_err(|e| bad(&e.message))?),
         "list(int)" => AttrValue::IntList(
-            list_items().iter().map(|i| i.parse().map_err(|e| bad(&e))).collect::<std::result::Result<_, _>>()?,
+            list_items()
+                .iter()
+                .map(|i| i.parse().map_err(|e| bad(&e)))
+                .collect::<std::result::Result<_, _>>()?,
         ),
         "list(float)" => AttrValue::FloatList(
-            list_items().iter().map(|i| i.parse().map_err(|e| bad(&e))).collect::<std::result::Result<_, _>>()?,
+            list_items()
+                .iter()
+                .map(|i| i.parse().map_err(|e| bad(&e)))
+                .collect::<std::result::Result<_, _>>()?,
         ),
         "list(string)" => AttrValue::StringList(
-            list_items().iter().map(|i| i.trim_matches('"').trim_matches('\'').as_bytes().to_vec()).collect(),
+            list_items()
+                .iter()
+                .map(|i| i.trim_matches('"').trim_matches('\'').as_bytes().to_vec())
+                .collect(),
         ),
         "list(type)" => AttrValue::TypeList(
             list_items()
@@ -557,7 +623,10 @@ mod tests {
     fn parses_specs() {
         let d = matmul();
         assert_eq!(d.inputs[0].ty, ArgType::Attr("T".into()));
-        assert_eq!(d.attr("transpose_a").unwrap().default, Some(AttrValue::Bool(false)));
+        assert_eq!(
+            d.attr("transpose_a").unwrap().default,
+            Some(AttrValue::Bool(false))
+        );
         let concat = OpDef::build("ConcatV2")
             .input("values: N * T")
             .input("axis: Tidx")
@@ -569,15 +638,29 @@ mod tests {
             .unwrap();
         assert_eq!(concat.inputs[0].number_attr.as_deref(), Some("N"));
         assert_eq!(concat.attr("N").unwrap().minimum, Some(2));
-        let pad = OpDef::build("P").attr("padding: {'SAME', 'VALID'}").attr("s: list(int) = [1, 2]").finish().unwrap();
-        assert_eq!(pad.attr("padding").unwrap().allowed, Some(Allowed::Strings(vec!["SAME".into(), "VALID".into()])));
-        assert_eq!(pad.attr("s").unwrap().default, Some(AttrValue::IntList(vec![1, 2])));
+        let pad = OpDef::build("P")
+            .attr("padding: {'SAME', 'VALID'}")
+            .attr("s: list(int) = [1, 2]")
+            .finish()
+            .unwrap();
+        assert_eq!(
+            pad.attr("padding").unwrap().allowed,
+            Some(Allowed::Strings(vec!["SAME".into(), "VALID".into()]))
+        );
+        assert_eq!(
+            pad.attr("s").unwrap().default,
+            Some(AttrValue::IntList(vec![1, 2]))
+        );
     }
 
     #[test]
     fn bad_declarations_fail() {
         assert!(OpDef::build("X").input("a: T").finish().is_err());
-        assert!(OpDef::build("X").attr("T: type").attr("T: type").finish().is_err());
+        assert!(OpDef::build("X")
+            .attr("T: type")
+            .attr("T: type")
+            .finish()
+            .is_err());
         assert!(OpDef::build("X").attr("k: int = 1.5").finish().is_err());
     }
 
@@ -585,14 +668,23 @@ mod tests {
     fn attrs_are_completed_and_checked() {
         let d = matmul();
         let mut attrs = Attrs::new();
-        d.infer_attrs_from_inputs(&mut attrs, &[vec![DType::F32], vec![DType::F32]]).unwrap();
+        d.infer_attrs_from_inputs(&mut attrs, &[vec![DType::F32], vec![DType::F32]])
+            .unwrap();
         d.complete_attrs(&mut attrs).unwrap();
         assert_eq!(attrs["transpose_b"], AttrValue::Bool(false));
         assert_eq!(d.arg_types(&d.outputs, &attrs).unwrap(), vec![DType::F32]);
         attrs.insert("T".into(), AttrValue::Type(DType::Bool));
-        assert!(d.complete_attrs(&mut attrs).unwrap_err().message.contains("does not accept bool"));
+        assert!(d
+            .complete_attrs(&mut attrs)
+            .unwrap_err()
+            .message
+            .contains("does not accept bool"));
         attrs.insert("T".into(), AttrValue::Int(3));
-        assert!(d.complete_attrs(&mut attrs).unwrap_err().message.contains("must be of type type"));
+        assert!(d
+            .complete_attrs(&mut attrs)
+            .unwrap_err()
+            .message
+            .contains("must be of type type"));
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl Shape {
         match &self.dims {
             None => Dim::Unknown,
             Some(d) => {
-                let i = if index < 0 { d.len() as i64 + index } else { index };
+                let i = if index < 0 {
+                    d.len() as i64 + index
+                } else {
+                    index
+                };
                 d.get(i as usize).copied().unwrap_or(Dim::Unknown)
             }
         }
@@ -152,8 +156,9 @@ impl Shape {
             (None, _) => Ok(other.clone()),
             (_, None) => Ok(self.clone()),
             (Some(a), Some(b)) => {
-                let incompatible =
-                    || Error::invalid_argument(format!("shapes {self} and {other} are incompatible"));
+                let incompatible = || {
+                    Error::invalid_argument(format!("shapes {self} and {other} are incompatible"))
+                };
                 if a.len() != b.len() {
                     return Err(incompatible());
                 }
@@ -175,8 +180,16 @@ impl Shape {
         let rank = a.len().max(b.len());
         let mut out = SmallVec::with_capacity(rank);
         for i in 0..rank {
-            let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { Dim::Known(1) };
-            let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { Dim::Known(1) };
+            let da = if i + a.len() >= rank {
+                a[i + a.len() - rank]
+            } else {
+                Dim::Known(1)
+            };
+            let db = if i + b.len() >= rank {
+                b[i + b.len() - rank]
+            } else {
+                Dim::Known(1)
+            };
             let d = match (da, db) {
                 (Dim::Known(1), d) | (d, Dim::Known(1)) => d,
                 (Dim::Known(x), Dim::Known(y)) if x == y => Dim::Known(x),
@@ -202,7 +215,9 @@ impl Shape {
         let inner = t
             .strip_prefix('[')
             .and_then(|s| s.strip_suffix(']'))
-            .ok_or_else(|| Error::invalid_argument(format!("'{text}' is not a shape like [2,?]")))?;
+            .ok_or_else(|| {
+                Error::invalid_argument(format!("'{text}' is not a shape like [2,?]"))
+            })?;
         if inner.trim().is_empty() {
             return Ok(Shape::scalar());
         }

@@ -115,7 +115,8 @@ impl InferenceContext<'_> {
 
     /// Two dims that must be equal (e.g. MatMul's inner dims): the known one, or an error.
     pub fn merge_dims(&self, a: Dim, b: Dim, what: &str) -> Result<Dim> {
-        a.merge(b).ok_or_else(|| self.error(format!("{what}: {a} vs {b}")))
+        a.merge(b)
+            .ok_or_else(|| self.error(format!("{what}: {a} vs {b}")))
     }
 
     pub fn error(&self, message: String) -> Error {
@@ -213,6 +214,10 @@ impl InferenceContext<'_> {
         if axis < -r || axis >= r {
             return Err(self.error(format!("axis {axis} is out of range for rank {rank}")));
         }
-        Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+        Ok(if axis < 0 {
+            (axis + r) as usize
+        } else {
+            axis as usize
+        })
     }
 }

@@ -18,11 +18,15 @@ impl Tensor {
     pub fn from_proto(proto: &TensorProto) -> Result<Tensor> {
         let (dtype, is_ref) = DType::from_proto(proto.dtype)?;
         if is_ref {
-            return Err(Error::invalid_argument("a TensorProto cannot have a reference dtype"));
+            return Err(Error::invalid_argument(
+                "a TensorProto cannot have a reference dtype",
+            ));
         }
         let shape = Shape::from_proto(proto.tensor_shape.as_ref().unwrap_or(&Default::default()))?;
         let dims = shape.to_known().ok_or_else(|| {
-            Error::invalid_argument(format!("a TensorProto needs a fully known shape, got {shape}"))
+            Error::invalid_argument(format!(
+                "a TensorProto needs a fully known shape, got {shape}"
+            ))
         })?;
         let n = element_count(&dims)?;
         let buffer = if !proto.tensor_content.is_empty() {
@@ -112,7 +116,11 @@ fn from_content(dtype: DType, n: usize, bytes: &[u8]) -> Result<Buffer> {
         DType::U32 => Buffer::U32(pod(bytes)),
         DType::U64 => Buffer::U64(pod(bytes)),
         DType::Bool => Buffer::Bool(bytes.iter().map(|&b| b != 0).collect()),
-        other => return Err(Error::unimplemented(format!("dtype {other} in tensor_content"))),
+        other => {
+            return Err(Error::unimplemented(format!(
+                "dtype {other} in tensor_content"
+            )))
+        }
     })
 }
 
@@ -141,10 +149,18 @@ fn from_values(dtype: DType, n: usize, p: &TensorProto) -> Result<Buffer> {
     Ok(match dtype {
         DType::F32 => Buffer::F32(fill(n, &p.float_val, |v| v, "float_val")?),
         DType::F64 => Buffer::F64(fill(n, &p.double_val, |v| v, "double_val")?),
-        DType::F16 => Buffer::F16(fill(n, &p.half_val, |v| f16::from_bits(v as u16), "half_val")?),
-        DType::BF16 => {
-            Buffer::BF16(fill(n, &p.half_val, |v| bf16::from_bits(v as u16), "half_val")?)
-        }
+        DType::F16 => Buffer::F16(fill(
+            n,
+            &p.half_val,
+            |v| f16::from_bits(v as u16),
+            "half_val",
+        )?),
+        DType::BF16 => Buffer::BF16(fill(
+            n,
+            &p.half_val,
+            |v| bf16::from_bits(v as u16),
+            "half_val",
+        )?),
         DType::I8 => Buffer::I8(fill(n, &p.int_val, |v| v as i8, "int_val")?),
         DType::I16 => Buffer::I16(fill(n, &p.int_val, |v| v as i16, "int_val")?),
         DType::I32 => Buffer::I32(fill(n, &p.int_val, |v| v, "int_val")?),
@@ -219,13 +235,19 @@ mod tests {
             int_val: vec![1, 2],
             ..Default::default()
         };
-        assert_eq!(Tensor::from_proto(&p).unwrap().as_slice::<i32>().unwrap(), &[1, 2, 2, 2]);
+        assert_eq!(
+            Tensor::from_proto(&p).unwrap().as_slice::<i32>().unwrap(),
+            &[1, 2, 2, 2]
+        );
         let p = TensorProto {
             dtype: DType::I64.to_proto() as i32,
             tensor_shape: shape(&[3]),
             ..Default::default()
         };
-        assert_eq!(Tensor::from_proto(&p).unwrap().as_slice::<i64>().unwrap(), &[0, 0, 0]);
+        assert_eq!(
+            Tensor::from_proto(&p).unwrap().as_slice::<i64>().unwrap(),
+            &[0, 0, 0]
+        );
     }
 
     #[test]
@@ -236,11 +258,26 @@ mod tests {
             ..Default::default()
         };
         let cases = [
-            TensorProto { tensor_content: vec![0; 7], ..base.clone() },
-            TensorProto { float_val: vec![1.0; 3], ..base.clone() },
-            TensorProto { tensor_shape: shape(&[-1, 2]), ..base.clone() },
-            TensorProto { dtype: 101, ..base.clone() },
-            TensorProto { dtype: 0, ..base.clone() },
+            TensorProto {
+                tensor_content: vec![0; 7],
+                ..base.clone()
+            },
+            TensorProto {
+                float_val: vec![1.0; 3],
+                ..base.clone()
+            },
+            TensorProto {
+                tensor_shape: shape(&[-1, 2]),
+                ..base.clone()
+            },
+            TensorProto {
+                dtype: 101,
+                ..base.clone()
+            },
+            TensorProto {
+                dtype: 0,
+                ..base.clone()
+            },
         ];
         for p in cases {
             let e = Tensor::from_proto(&p).unwrap_err();

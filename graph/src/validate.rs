@@ -17,7 +17,10 @@ pub fn is_back_edge(src_op: &str, dst_op: &str) -> bool {
 
 /// Topologically sorts `n` items given each item's predecessors; on a cycle, returns one
 /// item on it.
-pub fn topo_sort(n: usize, preds: impl Fn(usize) -> Vec<usize>) -> std::result::Result<Vec<usize>, usize> {
+pub fn topo_sort(
+    n: usize,
+    preds: impl Fn(usize) -> Vec<usize>,
+) -> std::result::Result<Vec<usize>, usize> {
     let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(n, n);
     let ids: Vec<_> = (0..n).map(|i| g.add_node(i)).collect();
     for (dst, &dst_id) in ids.iter().enumerate() {
@@ -61,11 +64,16 @@ impl Graph {
     /// Checks the whole graph: names, inputs, dtypes and acyclicity.
     pub fn validate(&self) -> Result<()> {
         if self.names.len() != self.nodes().count() {
-            return Err(Error::internal("node name index is out of date (duplicate names?)"));
+            return Err(Error::internal(
+                "node name index is out of date (duplicate names?)",
+            ));
         }
         for (id, node) in self.nodes() {
             if self.names.get(&node.name) != Some(&id) {
-                return Err(Error::invalid_argument(format!("duplicate node name '{}'", node.name)));
+                return Err(Error::invalid_argument(format!(
+                    "duplicate node name '{}'",
+                    node.name
+                )));
             }
             for o in &node.inputs {
                 match self.get(o.node) {
@@ -87,8 +95,10 @@ impl Graph {
                 }
             }
             if node.control_inputs.iter().any(|c| self.get(*c).is_none()) {
-                return Err(Error::invalid_argument("a control input refers to a removed node")
-                    .at_node(&node.name, node.op_name()));
+                return Err(
+                    Error::invalid_argument("a control input refers to a removed node")
+                        .at_node(&node.name, node.op_name()),
+                );
             }
             self.check_input_types(id)?;
         }

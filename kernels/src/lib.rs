@@ -59,8 +59,15 @@ impl KernelRegistry {
     }
 
     /// Registers a factory for `op` on `device` for `dtype` (`None`: any dtype).
-    pub fn register(&mut self, op: &str, device: DeviceType, dtype: Option<DType>, factory: KernelFactory) {
-        self.kernels.insert((op.to_string(), device, dtype), factory);
+    pub fn register(
+        &mut self,
+        op: &str,
+        device: DeviceType,
+        dtype: Option<DType>,
+        factory: KernelFactory,
+    ) {
+        self.kernels
+            .insert((op.to_string(), device, dtype), factory);
     }
 
     /// Registers a CPU factory for `op` serving every dtype.
@@ -93,7 +100,9 @@ impl KernelRegistry {
     /// device when there is none.
     pub fn create(&self, node: &Node, device: DeviceType) -> Result<Box<dyn Kernel>> {
         let factory = self.factory(node, device).ok_or_else(|| {
-            let dtype = Self::kernel_dtype(node).map(|d| format!(" for dtype {d}")).unwrap_or_default();
+            let dtype = Self::kernel_dtype(node)
+                .map(|d| format!(" for dtype {d}"))
+                .unwrap_or_default();
             Error::unimplemented(format!(
                 "no {} kernel for op {}{dtype}",
                 device.name(),

@@ -83,8 +83,14 @@ impl Builder {
 
     /// Opens a name scope: nodes created until the guard drops are named `scope/...`.
     pub fn name_scope(&self, name: &str) -> ScopeGuard<'_> {
-        self.scopes.borrow_mut().names.push(name.trim_end_matches('/').to_string());
-        ScopeGuard { builder: self, kind: ScopeKind::Name }
+        self.scopes
+            .borrow_mut()
+            .names
+            .push(name.trim_end_matches('/').to_string());
+        ScopeGuard {
+            builder: self,
+            kind: ScopeKind::Name,
+        }
     }
 
     /// Opens a device scope (`/job:ps/task:0`, `/device:GPU:0`); nested scopes merge, the
@@ -97,14 +103,20 @@ impl Builder {
             None => spec,
         };
         scopes.devices.push(merged);
-        Ok(ScopeGuard { builder: self, kind: ScopeKind::Device })
+        Ok(ScopeGuard {
+            builder: self,
+            kind: ScopeKind::Device,
+        })
     }
 
     /// Opens a control-dependency scope: nodes created until the guard drops run after
     /// `deps`.
     pub fn control_dependencies(&self, deps: &[NodeId]) -> ScopeGuard<'_> {
         self.scopes.borrow_mut().control.push(deps.to_vec());
-        ScopeGuard { builder: self, kind: ScopeKind::Control }
+        ScopeGuard {
+            builder: self,
+            kind: ScopeKind::Control,
+        }
     }
 
     /// The full name for `name` under the current name scopes.

@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 
 pub use rill_graph::{OpRegistry, Result};
 
-mod builder;
 pub mod array;
+mod builder;
 pub mod control;
 pub mod math;
 pub mod nn;

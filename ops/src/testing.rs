@@ -5,13 +5,21 @@ use rill_graph::{AttrValue, Attrs, InferenceContext, Result, Shape, Tensor};
 
 /// Attrs from `(name, value)` pairs.
 pub fn attrs(pairs: &[(&str, AttrValue)]) -> Attrs {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// Runs `op`'s shape function on inputs written as `"[2,?];[3];?"` (empty string: no
 /// inputs). `values[i]`, when given, is the constant value of input `i`. Attrs get the
 /// op's defaults first.
-pub fn infer_with_values(op: &str, attrs: &Attrs, inputs: &str, values: &[Option<Tensor>]) -> Result<String> {
+pub fn infer_with_values(
+    op: &str,
+    attrs: &Attrs,
+    inputs: &str,
+    values: &[Option<Tensor>],
+) -> Result<String> {
     let registry = crate::registry();
     let def = registry.lookup(op)?;
     let mut attrs = attrs.clone();
@@ -37,7 +45,11 @@ pub fn infer_with_values(op: &str, attrs: &Attrs, inputs: &str, values: &[Option
         num_outputs,
     };
     let shapes = (def.shape_fn)(&cx)?;
-    Ok(shapes.iter().map(Shape::to_string).collect::<Vec<_>>().join(";"))
+    Ok(shapes
+        .iter()
+        .map(Shape::to_string)
+        .collect::<Vec<_>>()
+        .join(";"))
 }
 
 /// [`infer_with_values`] without constant inputs.

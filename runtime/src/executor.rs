@@ -102,13 +102,20 @@ impl Step {
             match self.read(s) {
                 Some(t) => inputs.push(t),
                 None => {
-                    return Err(Error::internal("an input was not produced").at_node(&node.name, &node.op))
+                    return Err(
+                        Error::internal("an input was not produced").at_node(&node.name, &node.op)
+                    )
                 }
             }
         }
-        let cx = KernelContext { node_name: &node.name };
+        let cx = KernelContext {
+            node_name: &node.name,
+        };
         let start = self.timings.as_ref().map(|_| Instant::now());
-        let outputs = node.kernel.compute(&cx, inputs).map_err(|e| e.at_node(&node.name, &node.op))?;
+        let outputs = node
+            .kernel
+            .compute(&cx, inputs)
+            .map_err(|e| e.at_node(&node.name, &node.op))?;
         if let (Some(start), Some(t)) = (start, &self.timings) {
             t.lock().expect("timings lock").push(NodeTiming {
                 node: node.name.clone(),
@@ -135,12 +142,24 @@ impl Step {
 
 /// Runs one step of `plan` with `feeds` (in the plan's feed order); returns the fetches and,
 /// when `profile` is set, the time spent in each kernel.
-pub fn run_step(plan: &Arc<Plan>, feeds: Vec<Tensor>, profile: bool) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+pub fn run_step(
+    plan: &Arc<Plan>,
+    feeds: Vec<Tensor>,
+    profile: bool,
+) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
     let step = Arc::new(Step {
         plan: plan.clone(),
         slots: (0..plan.num_slots).map(|_| Mutex::new(None)).collect(),
-        reads: plan.initial_reads.iter().map(|&r| AtomicU32::new(r)).collect(),
-        pending: plan.initial_pending.iter().map(|&p| AtomicU32::new(p)).collect(),
+        reads: plan
+            .initial_reads
+            .iter()
+            .map(|&r| AtomicU32::new(r))
+            .collect(),
+        pending: plan
+            .initial_pending
+            .iter()
+            .map(|&p| AtomicU32::new(p))
+            .collect(),
         outstanding: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),

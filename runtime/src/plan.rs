@@ -67,11 +67,21 @@ impl Plan {
                 continue;
             }
             let node = graph.node(id);
-            stack.extend(node.inputs.iter().filter(|o| !fed.contains(o)).map(|o| o.node));
+            stack.extend(
+                node.inputs
+                    .iter()
+                    .filter(|o| !fed.contains(o))
+                    .map(|o| o.node),
+            );
             stack.extend(node.control_inputs.iter().copied());
         }
-        let order: Vec<NodeId> = graph.topo_order()?.into_iter().filter(|id| needed.contains(id)).collect();
-        let index: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let order: Vec<NodeId> = graph
+            .topo_order()?
+            .into_iter()
+            .filter(|id| needed.contains(id))
+            .collect();
+        let index: HashMap<NodeId, usize> =
+            order.iter().enumerate().map(|(i, &id)| (id, i)).collect();
 
         let mut slots: HashMap<Output, usize> = HashMap::new();
         let mut slot_of = |o: Output| {
@@ -84,7 +94,11 @@ impl Plan {
         for (i, &id) in order.iter().enumerate() {
             let node = graph.node(id);
             if node.op_name() == "Placeholder" {
-                let shape = node.attr("shape").and_then(|s| s.as_shape()).cloned().unwrap_or_default();
+                let shape = node
+                    .attr("shape")
+                    .and_then(|s| s.as_shape())
+                    .cloned()
+                    .unwrap_or_default();
                 return Err(Error::invalid_argument(format!(
                     "You must feed a value for placeholder tensor '{}' with dtype {} and shape {}",
                     node.name, node.output_types[0], shape
@@ -93,8 +107,8 @@ impl Plan {
             }
             let kernel = kernels.create(node, DeviceType::Cpu)?;
             let input_slots = node.inputs.iter().map(|&o| slot_of(o)).collect();
-            initial_pending[i] =
-                (node.inputs.iter().filter(|o| !fed.contains(o)).count() + node.control_inputs.len()) as u32;
+            initial_pending[i] = (node.inputs.iter().filter(|o| !fed.contains(o)).count()
+                + node.control_inputs.len()) as u32;
             nodes.push(PlanNode {
                 id,
                 name: node.name.clone(),
@@ -108,7 +122,13 @@ impl Plan {
         // Consumers, in edge multiplicity, so each edge decrements pending once.
         for i in 0..order.len() {
             let node = graph.node(order[i]);
-            for src in node.inputs.iter().filter(|o| !fed.contains(o)).map(|o| o.node).chain(node.control_inputs.iter().copied()) {
+            for src in node
+                .inputs
+                .iter()
+                .filter(|o| !fed.contains(o))
+                .map(|o| o.node)
+                .chain(node.control_inputs.iter().copied())
+            {
                 nodes[index[&src]].consumers.push(i);
             }
         }
@@ -131,7 +151,9 @@ impl Plan {
                 }
             }
         }
-        let roots = (0..nodes.len()).filter(|&i| initial_pending[i] == 0).collect();
+        let roots = (0..nodes.len())
+            .filter(|&i| initial_pending[i] == 0)
+            .collect();
         let feed_specs = feeds
             .iter()
             .map(|&o| (graph.tensor_name(o), graph.dtype(o), graph.shape(o).clone()))
@@ -165,7 +187,10 @@ impl PlanCache {
             return Ok(p.clone());
         }
         let plan = Arc::new(compile()?);
-        self.plans.lock().expect("plan cache lock").insert(key, plan.clone());
+        self.plans
+            .lock()
+            .expect("plan cache lock")
+            .insert(key, plan.clone());
         Ok(plan)
     }
 

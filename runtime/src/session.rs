@@ -53,8 +53,14 @@ impl Session {
             targets.iter().map(|s| s.to_string()).collect(),
         );
         self.plans.get_or_compile(key, || {
-            let feeds: Vec<Output> = feeds.iter().map(|n| self.resolve(n, "feed")).collect::<Result<_>>()?;
-            let fetches: Vec<Output> = fetches.iter().map(|n| self.resolve(n, "fetch")).collect::<Result<_>>()?;
+            let feeds: Vec<Output> = feeds
+                .iter()
+                .map(|n| self.resolve(n, "feed"))
+                .collect::<Result<_>>()?;
+            let fetches: Vec<Output> = fetches
+                .iter()
+                .map(|n| self.resolve(n, "fetch"))
+                .collect::<Result<_>>()?;
             let targets: Vec<NodeId> = targets
                 .iter()
                 .map(|n| {
@@ -70,12 +76,23 @@ impl Session {
 
     fn resolve(&self, name: &str, what: &str) -> Result<Output> {
         self.graph.output_named(name).map_err(|e| {
-            Error::new(e.code, format!("{what} '{name}' is not a tensor in the graph: {}", e.message))
+            Error::new(
+                e.code,
+                format!(
+                    "{what} '{name}' is not a tensor in the graph: {}",
+                    e.message
+                ),
+            )
         })
     }
 
     /// Feeds `feeds`, computes `fetches` and runs `targets` (ops run for their effects).
-    pub fn run(&self, feeds: &[(&str, Tensor)], fetches: &[&str], targets: &[&str]) -> Result<Vec<Tensor>> {
+    pub fn run(
+        &self,
+        feeds: &[(&str, Tensor)],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<Vec<Tensor>> {
         let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
         let plan = self.plan(&names, fetches, targets)?;
         let tensors = feeds.iter().map(|(_, t)| t.clone()).collect();
@@ -114,7 +131,11 @@ impl Callable {
     }
 }
 
-fn run_checked(plan: &Arc<Plan>, feeds: Vec<Tensor>, profile: bool) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+fn run_checked(
+    plan: &Arc<Plan>,
+    feeds: Vec<Tensor>,
+    profile: bool,
+) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
     if feeds.len() != plan.feed_specs.len() {
         return Err(Error::invalid_argument(format!(
             "expected {} feeds, got {}",
