@@ -112,7 +112,7 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
         Buffer::U32(v) => write(&shape, v),
         Buffer::U64(v) => write(&shape, v),
         Buffer::Bool(v) => write(&shape, v),
-        Buffer::String(_) => {
+        Buffer::String(_) | Buffer::Resource(_) => {
             return Err(Error::unimplemented(
                 "string tensors cannot be written as .npy",
             ))

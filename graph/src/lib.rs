@@ -29,7 +29,7 @@ pub use graph_def::{read_graph_def, write_graph_def};
 pub use op_def::{Allowed, ArgDef, ArgType, AttrDef, OpDef, OpDefBuilder, OpRegistry};
 pub use shape::{Dim, Shape};
 pub use shape_fn::{InferenceContext, ShapeFn};
-pub use tensor::{element_count, Buffer, Dims, Element, Tensor};
+pub use tensor::{element_count, Buffer, Dims, Element, ResourceHandle, Tensor};
 pub use validate::is_back_edge;
 
 /// The GraphDef producer version Rill writes on graphs it creates.

@@ -34,6 +34,15 @@ pub enum Buffer {
     U64(Vec<u64>),
     Bool(Vec<bool>),
     String(Vec<Vec<u8>>),
+    Resource(Vec<ResourceHandle>),
+}
+
+/// A handle naming a resource (a resource variable) held by a session: TensorFlow's
+/// `ResourceHandle`, reduced to what Rill uses to find the resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ResourceHandle {
+    pub container: String,
+    pub name: String,
 }
 
 /// A Rust type that can be a tensor element.
@@ -81,6 +90,7 @@ macro_rules! elements {
 elements! {
     F32: f32, F64: f64, F16: f16, BF16: bf16, I8: i8, I16: i16, I32: i32, I64: i64,
     U8: u8, U16: u16, U32: u32, U64: u64, Bool: bool, String: Vec<u8>,
+    Resource: ResourceHandle,
 }
 
 /// A vector of `n` copies of `value`, failing with ResourceExhausted instead of aborting
@@ -272,6 +282,7 @@ impl fmt::Debug for Tensor {
                 let s: Vec<_> = v[..n].iter().map(|s| String::from_utf8_lossy(s)).collect();
                 write!(f, " {s:?}")?
             }
+            Buffer::Resource(v) => show!(v),
         }
         if self.num_elements() > n {
             f.write_str("...")?;
@@ -308,6 +319,6 @@ mod tests {
         assert!(Tensor::zeros(DType::F32, &[usize::MAX, 2]).is_err());
         let e = Tensor::zeros(DType::F64, &[1 << 40, 1 << 20]).unwrap_err();
         assert_eq!(e.code, crate::Code::ResourceExhausted);
-        assert!(Tensor::zeros(DType::Resource, &[1]).is_err());
+        assert!(Tensor::zeros(DType::Variant, &[1]).is_err());
     }
 }

@@ -10,7 +10,7 @@ use half::{bf16, f16};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
-use crate::tensor::{element_count, try_filled, Buffer, Tensor};
+use crate::tensor::{element_count, try_filled, Buffer, ResourceHandle, Tensor};
 use rill_proto::TensorProto;
 
 impl Tensor {
@@ -62,6 +62,9 @@ impl Tensor {
                 Buffer::U64(v) => proto.uint64_val = v.clone(),
                 Buffer::Bool(v) => proto.bool_val = v.clone(),
                 Buffer::String(v) => proto.string_val = v.clone(),
+                Buffer::Resource(v) => {
+                    proto.resource_handle_val = v.iter().map(handle_to_proto).collect()
+                }
             }
             return proto;
         }
@@ -81,6 +84,10 @@ impl Tensor {
             Buffer::Bool(v) => v.iter().map(|&b| b as u8).collect(),
             Buffer::String(v) => {
                 proto.string_val = v.clone();
+                Vec::new()
+            }
+            Buffer::Resource(v) => {
+                proto.resource_handle_val = v.iter().map(handle_to_proto).collect();
                 Vec::new()
             }
         };
@@ -181,12 +188,37 @@ fn from_values(dtype: DType, n: usize, p: &TensorProto) -> Result<Buffer> {
             out[..p.string_val.len()].clone_from_slice(&p.string_val);
             Buffer::String(out)
         }
+        DType::Resource => {
+            let handles: Vec<ResourceHandle> = p
+                .resource_handle_val
+                .iter()
+                .map(|h| ResourceHandle {
+                    container: h.container.clone(),
+                    name: h.name.clone(),
+                })
+                .collect();
+            if handles.len() != n {
+                return Err(Error::invalid_argument(format!(
+                    "resource_handle_val has {} handles for a tensor of {n} elements",
+                    handles.len()
+                )));
+            }
+            Buffer::Resource(handles)
+        }
         other => {
             return Err(Error::unimplemented(format!(
                 "TensorProto values of dtype {other} are not supported"
             )))
         }
     })
+}
+
+fn handle_to_proto(h: &ResourceHandle) -> rill_proto::ResourceHandleProto {
+    rill_proto::ResourceHandleProto {
+        container: h.container.clone(),
+        name: h.name.clone(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +245,15 @@ mod tests {
             Tensor::new(&[2], vec![b"a".to_vec(), vec![0xff, 0]]).unwrap(),
             Tensor::new(&[0, 3], Vec::<f32>::new()).unwrap(),
             Tensor::scalar(5u64),
+            Tensor::scalar(ResourceHandle {
+                container: "c".into(),
+                name: "v".into(),
+            }),
+            Tensor::new(
+                &[2],
+                vec![ResourceHandle::default(), ResourceHandle::default()],
+            )
+            .unwrap(),
         ];
         for t in tensors {
             assert_eq!(Tensor::from_proto(&t.to_proto()).unwrap(), t);
