@@ -13,7 +13,7 @@ use rill::prelude::*;
 use serde_json::Value;
 
 /// Fixture kinds the harness runs; others are reported as skipped.
-const SUPPORTED_KINDS: &[&str] = &["inference"];
+const SUPPORTED_KINDS: &[&str] = &["inference", "training"];
 
 fn fixtures_root() -> PathBuf {
     match std::env::var_os("RILL_FIXTURES") {
@@ -115,6 +115,72 @@ fn run_inference(dir: &Path, manifest: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The training protocol: run `init_targets`; then `steps` times run `train_targets` with
+/// `per_step_fetches`, feeding `feeds` each time; then fetch `final_fetches`.
+fn run_training(dir: &Path, manifest: &Value) -> Result<()> {
+    let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
+    let graph = Graph::load(dir.join(graph_file), registry())?;
+    let session = Session::new(graph, SessionOptions::default())?;
+    let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
+        .into_iter()
+        .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
+        .collect::<Result<_>>()?;
+    let feed_refs: Vec<(&str, Tensor)> =
+        feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let list = |key: &str| -> Vec<String> {
+        manifest[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (init, train) = (list("init_targets"), list("train_targets"));
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let train: Vec<&str> = train.iter().map(String::as_str).collect();
+    let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);
+    let atol = manifest["atol"].as_f64().unwrap_or(1e-6);
+    session
+        .run(&[], &[], &init)
+        .context("running init_targets")?;
+    let steps = manifest["steps"].as_u64().unwrap_or(0) as usize;
+    let per_step = string_map(manifest, "per_step_fetches");
+    let names: Vec<&str> = per_step.iter().map(|(n, _)| n.as_str()).collect();
+    let mut history: Vec<Vec<Tensor>> = vec![vec![]; names.len()];
+    for step in 0..steps {
+        let got = session
+            .run(&feed_refs, &names, &train)
+            .with_context(|| format!("step {step}"))?;
+        for (h, t) in history.iter_mut().zip(got) {
+            h.push(t);
+        }
+    }
+    for ((name, file), values) in per_step.iter().zip(&history) {
+        let expected = read_npy(&dir.join(file))?;
+        let flat = values
+            .iter()
+            .map(|v| {
+                to_f64(v)
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(f64::NAN) as f32
+            })
+            .collect();
+        let actual = Tensor::new(expected.dims(), flat)?;
+        compare(&format!("{name} per step"), &actual, &expected, rtol, atol)?;
+    }
+    let finals = string_map(manifest, "final_fetches");
+    let names: Vec<&str> = finals.iter().map(|(n, _)| n.as_str()).collect();
+    let got = session
+        .run(&[], &names, &[])
+        .context("fetching final_fetches")?;
+    for ((name, file), actual) in finals.iter().zip(&got) {
+        compare(name, actual, &read_npy(&dir.join(file))?, rtol, atol)?;
+    }
+    Ok(())
+}
+
 enum Outcome {
     Pass,
     Fail(String),
@@ -133,7 +199,11 @@ fn run_fixture(dir: &Path) -> Outcome {
     if !SUPPORTED_KINDS.contains(&kind.as_str()) {
         return Outcome::Skip(format!("kind '{kind}' is not supported yet"));
     }
-    match run_inference(dir, &manifest) {
+    let result = match kind.as_str() {
+        "training" => run_training(dir, &manifest),
+        _ => run_inference(dir, &manifest),
+    };
+    match result {
         Ok(()) => Outcome::Pass,
         Err(e) => Outcome::Fail(format!("{e:#}")),
     }

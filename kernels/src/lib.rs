@@ -15,6 +15,10 @@ use std::sync::{Arc, OnceLock};
 use rill_graph::{DType, Error, Node, Result, Tensor};
 
 pub mod cpu;
+mod resource;
+
+pub use cpu::state::{variable_key, variable_spec};
+pub use resource::{ResourceMgr, Variable};
 
 /// Where a kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +38,41 @@ impl DeviceType {
 pub struct KernelContext<'a> {
     /// The node's name, for messages.
     pub node_name: &'a str,
+    /// The session's resources (variables).
+    pub resources: &'a ResourceMgr,
+    /// For each data input that is a TF1 reference (`Ref(T)`), the variable it refers to,
+    /// resolved when the plan was compiled.
+    pub ref_inputs: &'a [Option<Arc<Variable>>],
+    /// Whether each output is read in this step; empty means all are.
+    pub outputs_needed: &'a [bool],
+}
+
+impl<'a> KernelContext<'a> {
+    /// A context with no reference inputs, every output needed.
+    pub fn new(node_name: &'a str, resources: &'a ResourceMgr) -> KernelContext<'a> {
+        KernelContext {
+            node_name,
+            resources,
+            ref_inputs: &[],
+            outputs_needed: &[],
+        }
+    }
+
+    /// The variable behind reference input `i`, or InvalidArgument when that input is not
+    /// a variable.
+    pub fn ref_input(&self, i: usize) -> Result<Arc<Variable>> {
+        self.ref_inputs.get(i).cloned().flatten().ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "input {i} of '{}' must be a reference to a variable (VariableV2)",
+                self.node_name
+            ))
+        })
+    }
+
+    /// Whether output `i` is read by anything in the step.
+    pub fn output_needed(&self, i: usize) -> bool {
+        self.outputs_needed.get(i).copied().unwrap_or(true)
+    }
 }
 
 /// The computation of one node.

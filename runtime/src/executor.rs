@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rill_graph::{Error, Result, Tensor};
-use rill_kernels::KernelContext;
+use rill_kernels::{KernelContext, ResourceMgr};
 
 use crate::plan::Plan;
 
@@ -28,6 +28,8 @@ pub struct NodeTiming {
 
 struct Step {
     plan: Arc<Plan>,
+    resources: Arc<ResourceMgr>,
+    empty: Tensor,
     slots: Vec<Mutex<Option<Tensor>>>,
     reads: Vec<AtomicU32>,
     pending: Vec<AtomicU32>,
@@ -98,10 +100,12 @@ impl Step {
     fn run_node(&self, i: usize) -> Result<()> {
         let node = &self.plan.nodes[i];
         let mut inputs = Vec::with_capacity(node.input_slots.len());
-        for &s in &node.input_slots {
-            match self.read(s) {
-                Some(t) => inputs.push(t),
-                None => {
+        for slot in &node.input_slots {
+            match slot.map(|s| self.read(s)) {
+                Some(Some(t)) => inputs.push(t),
+                // A reference input: the kernel uses the variable, not this placeholder.
+                None => inputs.push(self.empty.clone()),
+                Some(None) => {
                     return Err(
                         Error::internal("an input was not produced").at_node(&node.name, &node.op)
                     )
@@ -110,6 +114,9 @@ impl Step {
         }
         let cx = KernelContext {
             node_name: &node.name,
+            resources: &self.resources,
+            ref_inputs: &node.ref_inputs,
+            outputs_needed: &node.outputs_needed,
         };
         let start = self.timings.as_ref().map(|_| Instant::now());
         let outputs = node
@@ -144,11 +151,14 @@ impl Step {
 /// when `profile` is set, the time spent in each kernel.
 pub fn run_step(
     plan: &Arc<Plan>,
+    resources: &Arc<ResourceMgr>,
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
     let step = Arc::new(Step {
         plan: plan.clone(),
+        resources: resources.clone(),
+        empty: Tensor::scalar(false),
         slots: (0..plan.num_slots).map(|_| Mutex::new(None)).collect(),
         reads: plan
             .initial_reads

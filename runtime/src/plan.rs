@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rill_graph::{Error, Graph, NodeId, Output, Result, Shape};
-use rill_kernels::{DeviceType, Kernel, KernelRegistry};
+use rill_kernels::{DeviceType, Kernel, KernelRegistry, ResourceMgr, Variable};
 
 /// One node of a plan.
 pub struct PlanNode {
@@ -19,8 +19,13 @@ pub struct PlanNode {
     pub name: String,
     pub op: String,
     pub kernel: Box<dyn Kernel>,
-    /// Slot of each data input.
-    pub input_slots: Vec<usize>,
+    /// Slot of each data input; `None` for a TF1 reference input, whose kernel reaches the
+    /// variable through `ref_inputs` instead.
+    pub input_slots: Vec<Option<usize>>,
+    /// The variable behind each reference input (`None` elsewhere).
+    pub ref_inputs: Vec<Option<Arc<Variable>>>,
+    /// Whether each output is read in the step (by a consumer or a fetch).
+    pub outputs_needed: Vec<bool>,
     /// Slot of each output, `None` where nothing in the plan reads it.
     pub output_slots: Vec<Option<usize>>,
     /// Plan nodes to notify when this one finishes (one entry per edge).
@@ -50,6 +55,7 @@ impl Plan {
     pub fn compile(
         graph: &Graph,
         kernels: &KernelRegistry,
+        resources: &ResourceMgr,
         feeds: &[Output],
         fetches: &[Output],
         targets: &[NodeId],
@@ -106,7 +112,13 @@ impl Plan {
                 .at_node(&node.name, node.op_name()));
             }
             let kernel = kernels.create(node, DeviceType::Cpu)?;
-            let input_slots = node.inputs.iter().map(|&o| slot_of(o)).collect();
+            let ref_inputs = resolve_ref_inputs(graph, id, resources)?;
+            let input_slots = node
+                .inputs
+                .iter()
+                .zip(&ref_inputs)
+                .map(|(&o, r)| if r.is_some() { None } else { Some(slot_of(o)) })
+                .collect();
             initial_pending[i] = (node.inputs.iter().filter(|o| !fed.contains(o)).count()
                 + node.control_inputs.len()) as u32;
             nodes.push(PlanNode {
@@ -115,7 +127,9 @@ impl Plan {
                 op: node.op_name().to_string(),
                 kernel,
                 input_slots,
+                ref_inputs,
                 output_slots: vec![None; node.num_outputs()],
+                outputs_needed: vec![false; node.num_outputs()],
                 consumers: vec![],
             });
         }
@@ -136,7 +150,7 @@ impl Plan {
         let num_slots = slots.len();
         let mut initial_reads = vec![0u32; num_slots];
         for n in &nodes {
-            for &s in &n.input_slots {
+            for &s in n.input_slots.iter().flatten() {
                 initial_reads[s] += 1;
             }
         }
@@ -146,8 +160,9 @@ impl Plan {
         }
         for (&o, &s) in &slots {
             if let Some(&i) = index.get(&o.node) {
-                if !fed.contains(&o) {
+                if !fed.contains(&o) && initial_reads[s] > 0 {
                     nodes[i].output_slots[o.index] = Some(s);
+                    nodes[i].outputs_needed[o.index] = true;
                 }
             }
         }
@@ -169,6 +184,34 @@ impl Plan {
             feed_specs,
         })
     }
+}
+
+/// For each data input of `id`, the variable behind it when the op takes it as a TF1
+/// reference (`Ref(T)`) and it comes from a `VariableV2`/`Variable` node.
+fn resolve_ref_inputs(
+    graph: &Graph,
+    id: NodeId,
+    resources: &ResourceMgr,
+) -> Result<Vec<Option<Arc<Variable>>>> {
+    let node = graph.node(id);
+    let mut refs = vec![None; node.inputs.len()];
+    if !node.op.inputs.iter().any(|a| a.is_ref) {
+        return Ok(refs);
+    }
+    let lengths = node.op.arg_lengths(&node.op.inputs, &node.attrs)?;
+    let mut at = 0;
+    for (arg, len) in node.op.inputs.iter().zip(lengths) {
+        for i in at..at + len {
+            let src = graph.node(node.inputs[i].node);
+            if arg.is_ref && matches!(src.op_name(), "VariableV2" | "Variable") {
+                let (dtype, shape) = rill_kernels::variable_spec(src);
+                refs[i] =
+                    Some(resources.variable(&rill_kernels::variable_key(src), dtype, &shape)?);
+            }
+        }
+        at += len;
+    }
+    Ok(refs)
 }
 
 /// Keeps plans per signature so repeated runs compile once.

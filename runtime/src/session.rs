@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use rill_graph::{Error, Graph, NodeId, Output, Result, Tensor};
-use rill_kernels::KernelRegistry;
+use rill_kernels::{KernelRegistry, ResourceMgr};
 
 use crate::executor::{run_step, NodeTiming};
 use crate::plan::{Plan, PlanCache};
@@ -22,12 +22,14 @@ pub struct SessionOptions {}
 pub struct Session {
     graph: Arc<Graph>,
     kernels: Arc<KernelRegistry>,
+    resources: Arc<ResourceMgr>,
     plans: PlanCache,
 }
 
 /// A prepared (feeds, fetches, targets) signature.
 pub struct Callable {
     plan: Arc<Plan>,
+    resources: Arc<ResourceMgr>,
 }
 
 impl Session {
@@ -37,6 +39,7 @@ impl Session {
         Ok(Session {
             graph: Arc::new(graph),
             kernels: rill_kernels::registry(),
+            resources: Arc::new(ResourceMgr::new()),
             plans: PlanCache::default(),
         })
     }
@@ -70,7 +73,14 @@ impl Session {
                     })
                 })
                 .collect::<Result<_>>()?;
-            Plan::compile(&self.graph, &self.kernels, &feeds, &fetches, &targets)
+            Plan::compile(
+                &self.graph,
+                &self.kernels,
+                &self.resources,
+                &feeds,
+                &fetches,
+                &targets,
+            )
         })
     }
 
@@ -96,7 +106,7 @@ impl Session {
         let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
         let plan = self.plan(&names, fetches, targets)?;
         let tensors = feeds.iter().map(|(_, t)| t.clone()).collect();
-        run_checked(&plan, tensors, false).map(|(f, _)| f)
+        run_checked(&plan, &self.resources, tensors, false).map(|(f, _)| f)
     }
 
     /// [`Session::run`] that also returns the time spent in each kernel.
@@ -108,14 +118,25 @@ impl Session {
     ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
         let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
         let plan = self.plan(&names, fetches, targets)?;
-        run_checked(&plan, feeds.iter().map(|(_, t)| t.clone()).collect(), true)
+        run_checked(
+            &plan,
+            &self.resources,
+            feeds.iter().map(|(_, t)| t.clone()).collect(),
+            true,
+        )
     }
 
     /// Prepares a signature; [`Callable::run`] then takes feeds in this order.
     pub fn prepare(&self, feeds: &[&str], fetches: &[&str], targets: &[&str]) -> Result<Callable> {
         Ok(Callable {
             plan: self.plan(feeds, fetches, targets)?,
+            resources: self.resources.clone(),
         })
+    }
+
+    /// The session's variables and other resources.
+    pub fn resources(&self) -> &Arc<ResourceMgr> {
+        &self.resources
     }
 
     /// Number of distinct signatures compiled so far.
@@ -127,12 +148,13 @@ impl Session {
 impl Callable {
     /// Runs one step with `feeds` in the prepared order.
     pub fn run(&self, feeds: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        run_checked(&self.plan, feeds, false).map(|(f, _)| f)
+        run_checked(&self.plan, &self.resources, feeds, false).map(|(f, _)| f)
     }
 }
 
 fn run_checked(
     plan: &Arc<Plan>,
+    resources: &Arc<ResourceMgr>,
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
@@ -157,5 +179,5 @@ fn run_checked(
             )));
         }
     }
-    run_step(plan, feeds, profile)
+    run_step(plan, resources, feeds, profile)
 }

@@ -238,7 +238,8 @@ pub(super) fn gather_tensor(
             }
         };
     }
-    let buffer = go!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, String);
+    let buffer =
+        go!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, String, Resource);
     Tensor::from_buffer(dims, buffer)
 }
 

@@ -39,7 +39,10 @@ pub(crate) fn run(
     super::register(&mut r);
     let n = node(op, attrs, &inputs);
     let kernel = r.create(&n, DeviceType::Cpu)?;
-    kernel.compute(&KernelContext { node_name: &n.name }, inputs)
+    kernel.compute(
+        &KernelContext::new(&n.name, &crate::ResourceMgr::new()),
+        inputs,
+    )
 }
 
 /// [`run`] for an op with one output.
