@@ -4,9 +4,11 @@
 //! Invariant: the hot path (`Session::run` with a cached signature, `Callable::run`) does no
 //! graph work: only feed checks, the executor and the kernels.
 
+pub mod checkpoint;
 pub mod executor;
 pub mod plan;
 mod session;
 
+pub use checkpoint::CheckpointManager;
 pub use executor::NodeTiming;
 pub use session::{Callable, Session, SessionOptions};
