@@ -8,7 +8,7 @@
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Rem, Sub, SubAssign};
 
-use half::{bf16, f16, slice::HalfFloatSliceExt};
+use half::{bf16, f16, slice::HalfFloatSliceExt, vec::HalfFloatVecExt};
 use rill_graph::{Buffer, DType, Element, Error, Result, Tensor};
 
 /// A floating-point element type computed natively (f32, f64).
@@ -29,10 +29,11 @@ pub(crate) trait Float:
 {
     const ZERO: Self;
     const ONE: Self;
-    const NAN: Self;
     const INFINITY: Self;
     const NEG_INFINITY: Self;
     const EPSILON: Self;
+    /// The largest finite value (its negation is the lowest).
+    const MAX: Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn abs(self) -> Self;
@@ -60,8 +61,6 @@ pub(crate) trait Float:
     fn powf(self, e: Self) -> Self;
     fn atan2(self, x: Self) -> Self;
     fn is_nan(self) -> bool;
-    fn is_finite(self) -> bool;
-    fn is_infinite(self) -> bool;
     fn erf(self) -> Self {
         Self::from_f64(erf_f64(self.to_f64()))
     }
@@ -71,30 +70,30 @@ pub(crate) trait Float:
 }
 
 macro_rules! float_impl {
-    ($($t:ident),*) => {$(
+    ($($t:ident: $exp:path, $tanh:path),*) => {$(
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
-            const NAN: Self = $t::NAN;
             const INFINITY: Self = $t::INFINITY;
             const NEG_INFINITY: Self = $t::NEG_INFINITY;
             const EPSILON: Self = $t::EPSILON;
+            const MAX: Self = $t::MAX;
             #[inline(always)]
             fn from_f64(v: f64) -> Self { v as $t }
             #[inline(always)]
             fn to_f64(self) -> f64 { self as f64 }
-            float_impl!(@unary $t: abs sqrt exp exp_m1 ln ln_1p sin cos tan asin acos atan sinh
-                cosh tanh asinh acosh atanh floor ceil trunc round_ties_even);
+            float_impl!(@unary $t: abs sqrt exp_m1 ln ln_1p sin cos tan asin acos atan sinh
+                cosh asinh acosh atanh floor ceil trunc round_ties_even);
+            #[inline(always)]
+            fn exp(self) -> Self { $exp(self) }
+            #[inline(always)]
+            fn tanh(self) -> Self { $tanh(self) }
             #[inline(always)]
             fn powf(self, e: Self) -> Self { $t::powf(self, e) }
             #[inline(always)]
             fn atan2(self, x: Self) -> Self { $t::atan2(self, x) }
             #[inline(always)]
             fn is_nan(self) -> bool { $t::is_nan(self) }
-            #[inline(always)]
-            fn is_finite(self) -> bool { $t::is_finite(self) }
-            #[inline(always)]
-            fn is_infinite(self) -> bool { $t::is_infinite(self) }
         }
     )*};
     (@unary $t:ident: $($m:ident)*) => {$(
@@ -102,7 +101,61 @@ macro_rules! float_impl {
         fn $m(self) -> Self { $t::$m(self) }
     )*};
 }
-float_impl!(f32, f64);
+float_impl!(f32: exp_f32, tanh_f32, f64: f64::exp, f64::tanh);
+
+/// `exp` for f32 as Cephes/Eigen compute it: range reduction by ln 2 and a degree-6
+/// polynomial, branch-free so loops over it vectorise (about 1 ulp; TensorFlow's own CPU
+/// `exp` is this kind of approximation, not libm).
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const HI: f32 = 88.722_84;
+    const LO: f32 = -103.972_08;
+    let xc = x.clamp(LO, HI);
+    // Round to nearest with the 1.5 * 2^23 trick (vectorises without SSE4.1).
+    let fx = (xc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = xc - fx * 0.693_359_4 - fx * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 0.166_666_65)
+        * r
+        + 0.5;
+    let y = p * (r * r) + r + 1.0;
+    // 2^n as two halves so every factor is a normal number (n is in [-150, 128]).
+    let n = fx as i32;
+    let n1 = n >> 1;
+    let scale1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let scale2 = f32::from_bits(((n - n1 + 127) as u32) << 23);
+    let out = y * scale1 * scale2;
+    if x > HI {
+        f32::INFINITY
+    } else if x < LO {
+        0.0
+    } else {
+        out
+    }
+}
+
+/// `tanh` for f32 as Eigen computes it: a [13/6] rational approximation on [-7.9, 7.9]
+/// (`x` itself below 4e-4), branch-free.
+#[inline(always)]
+pub(crate) fn tanh_f32(a: f32) -> f32 {
+    let x = a.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let mut p = x2 * -2.760_768_5e-16 + 2.000_188e-13;
+    p = x2 * p + -8.604_672e-11;
+    p = x2 * p + 5.122_297e-8;
+    p = x2 * p + 1.485_722_4e-5;
+    p = x2 * p + 6.372_619_3e-4;
+    p = x2 * p + 4.893_524_6e-3;
+    p *= x;
+    let mut q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
+    q = x2 * q + 2.268_434_6e-3;
+    q = x2 * q + 4.893_525e-3;
+    if a.abs() < 4e-4 {
+        a
+    } else {
+        p / q
+    }
+}
 
 /// An integer element type; arithmetic wraps.
 pub(crate) trait Int: Element + Copy + Ord + Debug {
@@ -123,10 +176,14 @@ pub(crate) trait Int: Element + Copy + Ord + Debug {
     fn wrapping_pow_int(self, e: Self) -> Self;
     fn signum(self) -> Self;
     fn is_negative(self) -> bool;
-    fn to_f64(self) -> f64;
-    fn to_i64(self) -> i64;
+    fn to_i128(self) -> i128;
     /// The low bits of `v` (a C cast).
-    fn from_i64(v: i64) -> Self;
+    fn from_i128(v: i128) -> Self;
+    /// The low bits of `v` (a C cast).
+    #[inline(always)]
+    fn from_i64(v: i64) -> Self {
+        Self::from_i128(v as i128)
+    }
 
     /// Floor division (Python `//`); `b` must not be zero.
     #[inline(always)]
@@ -196,11 +253,9 @@ macro_rules! int_impl {
             #[allow(unused_comparisons)]
             fn is_negative(self) -> bool { $signed && self < 0 }
             #[inline(always)]
-            fn to_f64(self) -> f64 { self as f64 }
+            fn to_i128(self) -> i128 { self as i128 }
             #[inline(always)]
-            fn to_i64(self) -> i64 { self as i64 }
-            #[inline(always)]
-            fn from_i64(v: i64) -> Self { v as $t }
+            fn from_i128(v: i128) -> Self { v as $t }
         }
     )*};
 }
@@ -337,10 +392,14 @@ mod tests {
             (-1.0, -0.8427007929497149),
         ];
         for (x, want) in cases {
-            assert!((erf_f64(x) - want).abs() < 1e-15, "erf({x}) = {}", erf_f64(x));
+            assert!(
+                (erf_f64(x) - want).abs() < 1e-15,
+                "erf({x}) = {}",
+                erf_f64(x)
+            );
         }
         let tails = [
-            (2.5, 4.069520174449590e-4),
+            (2.5, 4.06952017444959e-4),
             (3.0, 2.209049699858544e-5),
             (5.0, 1.537459794428035e-12),
             (10.0, 2.088487583762545e-45),
@@ -351,6 +410,26 @@ mod tests {
         }
         assert!((erfc_f64(-1.0) - 1.8427007929497148).abs() < 1e-15);
         assert!(erf_f64(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn fast_f32_exp_and_tanh_are_accurate() {
+        let mut worst = (0f64, 0f64);
+        for i in -17_400..=17_700 {
+            let x = i as f32 * 0.005;
+            let e = (exp_f32(x) as f64 - (x as f64).exp()).abs() / (x as f64).exp();
+            let t = (tanh_f32(x) as f64 - (x as f64).tanh()).abs();
+            worst = (worst.0.max(e), worst.1.max(t));
+        }
+        // About 1.5 ulp for exp; a few ulp for tanh (as Eigen's).
+        assert!(worst.0 < 1.5e-7 && worst.1 < 5e-7, "worst errors {worst:?}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(89.0), f32::INFINITY);
+        assert_eq!(exp_f32(-200.0), 0.0);
+        assert!(exp_f32(88.7) > 3.3e38 && exp_f32(-100.0) > 0.0);
+        assert!(exp_f32(f32::NAN).is_nan() && tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh_f32(20.0), 1.0);
+        assert_eq!(tanh_f32(-1e-5), -1e-5);
     }
 
     #[test]

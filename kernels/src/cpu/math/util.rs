@@ -18,28 +18,36 @@ fn wrong_type(node: &Node, name: &str, want: &str, got: &AttrValue) -> Error {
 pub(crate) fn attr_bool(node: &Node, name: &str, default: bool) -> Result<bool> {
     match node.attr(name) {
         None => Ok(default),
-        Some(v) => v.as_bool().ok_or_else(|| wrong_type(node, name, "a bool", v)),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| wrong_type(node, name, "a bool", v)),
     }
 }
 
 pub(crate) fn attr_int(node: &Node, name: &str, default: i64) -> Result<i64> {
     match node.attr(name) {
         None => Ok(default),
-        Some(v) => v.as_int().ok_or_else(|| wrong_type(node, name, "an int", v)),
+        Some(v) => v
+            .as_int()
+            .ok_or_else(|| wrong_type(node, name, "an int", v)),
     }
 }
 
 pub(crate) fn attr_float(node: &Node, name: &str, default: f32) -> Result<f32> {
     match node.attr(name) {
         None => Ok(default),
-        Some(v) => v.as_float().ok_or_else(|| wrong_type(node, name, "a float", v)),
+        Some(v) => v
+            .as_float()
+            .ok_or_else(|| wrong_type(node, name, "a float", v)),
     }
 }
 
 pub(crate) fn attr_type(node: &Node, name: &str, default: DType) -> Result<DType> {
     match node.attr(name) {
         None => Ok(default),
-        Some(v) => v.as_type().ok_or_else(|| wrong_type(node, name, "a type", v)),
+        Some(v) => v
+            .as_type()
+            .ok_or_else(|| wrong_type(node, name, "a type", v)),
     }
 }
 
@@ -95,23 +103,42 @@ pub(crate) fn scalar_i64(t: &Tensor, what: &str) -> Result<i64> {
     }
 }
 
-/// Product of `dims[range]`.
-pub(crate) fn prod(dims: &[usize]) -> usize {
-    dims.iter().product()
-}
-
 /// Runs `$body` with `$T` bound to the Rust type of an integer dtype; `$other` otherwise.
 macro_rules! match_int {
     ($dt:expr, $T:ident => $body:expr, $other:pat => $fallback:expr) => {
         match $dt {
-            rill_graph::DType::I8 => { type $T = i8; $body }
-            rill_graph::DType::I16 => { type $T = i16; $body }
-            rill_graph::DType::I32 => { type $T = i32; $body }
-            rill_graph::DType::I64 => { type $T = i64; $body }
-            rill_graph::DType::U8 => { type $T = u8; $body }
-            rill_graph::DType::U16 => { type $T = u16; $body }
-            rill_graph::DType::U32 => { type $T = u32; $body }
-            rill_graph::DType::U64 => { type $T = u64; $body }
+            rill_graph::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            rill_graph::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            rill_graph::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            rill_graph::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            rill_graph::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            rill_graph::DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            rill_graph::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            rill_graph::DType::U64 => {
+                type $T = u64;
+                $body
+            }
             $other => $fallback,
         }
     };
@@ -122,8 +149,14 @@ pub(crate) use match_int;
 macro_rules! match_float {
     ($dt:expr, $T:ident => $body:expr, $other:pat => $fallback:expr) => {
         match $dt {
-            rill_graph::DType::F32 => { type $T = f32; $body }
-            rill_graph::DType::F64 => { type $T = f64; $body }
+            rill_graph::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            rill_graph::DType::F64 => {
+                type $T = f64;
+                $body
+            }
             $other => $fallback,
         }
     };
