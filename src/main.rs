@@ -167,7 +167,7 @@ fn bench(step: &Step, iters: usize) -> Result<()> {
         }
     }
     let mut ops: Vec<_> = per_op.into_iter().collect();
-    ops.sort_by(|a, b| b.1.cmp(&a.1));
+    ops.sort_by_key(|op| std::cmp::Reverse(op.1));
     let total: Duration = ops.iter().map(|(_, d)| *d).sum();
     println!("most expensive ops (mean per step):");
     for ((node, op), d) in ops.iter().take(10) {

@@ -47,7 +47,7 @@ fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64)
             let mut bad = 0;
             for (i, (x, y)) in a.iter().zip(&e).enumerate() {
                 let err = (x - y).abs();
-                if !(err <= atol + rtol * y.abs()) {
+                if err.is_nan() || err > atol + rtol * y.abs() {
                     bad += 1;
                 }
                 if err > worst.0 || err.is_nan() {

@@ -134,8 +134,8 @@ impl Plan {
             });
         }
         // Consumers, in edge multiplicity, so each edge decrements pending once.
-        for i in 0..order.len() {
-            let node = graph.node(order[i]);
+        for (i, &id) in order.iter().enumerate() {
+            let node = graph.node(id);
             for src in node
                 .inputs
                 .iter()
@@ -201,11 +201,14 @@ fn resolve_ref_inputs(
     let lengths = node.op.arg_lengths(&node.op.inputs, &node.attrs)?;
     let mut at = 0;
     for (arg, len) in node.op.inputs.iter().zip(lengths) {
-        for i in at..at + len {
-            let src = graph.node(node.inputs[i].node);
+        for (slot, input) in refs[at..at + len]
+            .iter_mut()
+            .zip(&node.inputs[at..at + len])
+        {
+            let src = graph.node(input.node);
             if arg.is_ref && matches!(src.op_name(), "VariableV2" | "Variable") {
                 let (dtype, shape) = rill_kernels::variable_spec(src);
-                refs[i] =
+                *slot =
                     Some(resources.variable(&rill_kernels::variable_key(src), dtype, &shape)?);
             }
         }
@@ -214,16 +217,19 @@ fn resolve_ref_inputs(
     Ok(refs)
 }
 
+/// A step's (feeds, fetches, targets), by name.
+pub type Signature = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Keeps plans per signature so repeated runs compile once.
 #[derive(Default)]
 pub struct PlanCache {
-    plans: std::sync::Mutex<HashMap<(Vec<String>, Vec<String>, Vec<String>), Arc<Plan>>>,
+    plans: std::sync::Mutex<HashMap<Signature, Arc<Plan>>>,
 }
 
 impl PlanCache {
     pub fn get_or_compile(
         &self,
-        key: (Vec<String>, Vec<String>, Vec<String>),
+        key: Signature,
         compile: impl FnOnce() -> Result<Plan>,
     ) -> Result<Arc<Plan>> {
         if let Some(p) = self.plans.lock().expect("plan cache lock").get(&key) {
