@@ -1,0 +1,130 @@
+//! The `rill` binary end to end: `run` and `bench` on TensorFlow's CNN, and the errors a
+//! user gets for a truncated `.npy` or a feed of the wrong shape.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn cnn(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tf/cnn_inference")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rill-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn run_prints_and_writes_fetches() {
+    let out_dir = tempdir("run");
+    let feed = format!("x:0={}", cnn("x.npy"));
+    let out = rill(&[
+        "run",
+        &cnn("graph.pb"),
+        "--feed",
+        &feed,
+        "--fetch",
+        "probs:0",
+        "--fetch",
+        "pool1:0",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("probs:0: float [4,10]"), "{stdout}");
+    let written = rill::npy::read_npy(&out_dir.join("probs_0.npy")).unwrap();
+    let expected = rill::npy::read_npy(Path::new(&cnn("probs.npy"))).unwrap();
+    let (a, e) = (
+        written.as_slice::<f32>().unwrap(),
+        expected.as_slice::<f32>().unwrap(),
+    );
+    assert!(a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-4));
+}
+
+#[test]
+fn bench_prints_latency_and_op_profile() {
+    let feed = format!("x:0={}", cnn("x.npy"));
+    let out = rill(&[
+        "bench",
+        &cnn("graph.pb"),
+        "--feed",
+        &feed,
+        "--fetch",
+        "probs:0",
+        "--iters",
+        "5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("latency over 5 runs: min"), "{stdout}");
+    assert!(stdout.contains("(Conv2D)"), "{stdout}");
+}
+
+#[test]
+fn truncated_npy_is_a_clear_error() {
+    let dir = tempdir("truncated");
+    let bytes = std::fs::read(cnn("x.npy")).unwrap();
+    let bad = dir.join("x.npy");
+    std::fs::write(&bad, &bytes[..bytes.len() - 100]).unwrap();
+    let feed = format!("x:0={}", bad.display());
+    let out = rill(&[
+        "run",
+        &cnn("graph.pb"),
+        "--feed",
+        &feed,
+        "--fetch",
+        "probs:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("truncated") && stderr.contains("x.npy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wrong_shape_feed_is_a_clear_error() {
+    let dir = tempdir("shape");
+    let t = rill::graph::Tensor::new(&[2, 5], vec![0.5f32; 10]).unwrap();
+    let bad = dir.join("x.npy");
+    rill::npy::write_npy(&bad, &t).unwrap();
+    let feed = format!("x:0={}", bad.display());
+    let out = rill(&[
+        "run",
+        &cnn("graph.pb"),
+        "--feed",
+        &feed,
+        "--fetch",
+        "probs:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("[2,5]") && stderr.contains("[?,22,18,3]"),
+        "{stderr}"
+    );
+    let out = rill(&["run", &cnn("graph.pb"), "--fetch", "probs:0"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("must feed a value for placeholder tensor 'x'"));
+}
