@@ -3,9 +3,12 @@
 //! This root crate is a facade: [`prelude`] re-exports what a user needs to build, load and
 //! save graphs; the `rill` binary is the command-line front end.
 
+pub mod data;
 pub mod inspect;
 pub mod npy;
+pub mod tensorboard;
 
+pub use rill_autodiff as autodiff;
 pub use rill_graph as graph;
 pub use rill_kernels as kernels;
 pub use rill_ops as ops;

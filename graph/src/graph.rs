@@ -111,6 +111,9 @@ pub struct Graph {
     /// Functions carried by the GraphDef, kept so they survive a round trip.
     pub library: FunctionDefLibrary,
     pub debug_info: Option<GraphDebugInfo>,
+    /// Named groups of nodes (TensorFlow's graph collections, e.g. the variable
+    /// initialisers). Kept in memory only: a GraphDef has no place for them.
+    pub collections: std::collections::BTreeMap<String, Vec<NodeId>>,
 }
 
 /// TensorFlow's node-name rule: `[A-Za-z0-9.][A-Za-z0-9_.\-/>]*` (internal names may start
@@ -138,7 +141,29 @@ impl Graph {
             },
             library: FunctionDefLibrary::default(),
             debug_info: None,
+            collections: Default::default(),
         }
+    }
+
+    /// Adds `id` to the collection `name`.
+    pub fn add_to_collection(&mut self, name: &str, id: NodeId) {
+        self.collections
+            .entry(name.to_string())
+            .or_default()
+            .push(id);
+    }
+
+    /// The live nodes of collection `name`, in insertion order.
+    pub fn collection(&self, name: &str) -> Vec<NodeId> {
+        self.collections
+            .get(name)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|&id| self.get(id).is_some())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn registry(&self) -> &Arc<OpRegistry> {
@@ -479,6 +504,9 @@ impl Graph {
         }
         self.nodes = nodes;
         self.names = self.nodes().map(|(id, n)| (n.name.clone(), id)).collect();
+        for ids in self.collections.values_mut() {
+            *ids = ids.iter().filter_map(|id| remap.get(id).copied()).collect();
+        }
         remap
     }
 
