@@ -7,6 +7,7 @@ pub mod data;
 pub mod inspect;
 pub mod npy;
 pub mod tensorboard;
+pub mod train;
 
 pub use rill_autodiff as autodiff;
 pub use rill_graph as graph;

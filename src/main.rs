@@ -1,4 +1,5 @@
-//! The `rill` command line: inspect, convert, run and benchmark TensorFlow GraphDefs.
+//! The `rill` command line: inspect, convert, run and benchmark TensorFlow GraphDefs, and
+//! train the digits example.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,90 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         iters: usize,
     },
+    /// Train a digit classifier (UCI 8x8 handwritten digits) built with the Rust API.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Total epochs (a resumed run stops at the same epoch a fresh one would).
+    #[arg(long, default_value_t = 20)]
+    epochs: u64,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Learning rate [default: sgd 0.3, momentum 0.02, adam 0.003, rmsprop 0.001, adagrad 0.05].
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerArg,
+    #[arg(long, value_enum, default_value = "mlp")]
+    model: ModelArg,
+    /// Output folder: checkpoints/, events/ (TensorBoard), model.pb.
+    #[arg(long, default_value = "runs/digits")]
+    out_dir: PathBuf,
+    /// Continue from the newest checkpoint in OUT_DIR/checkpoints.
+    #[arg(long)]
+    resume: bool,
+    /// Seed of the train/test split, the initial weights and the batch order.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The digits data set (gzip CSV) [default: data/digits.csv.gz in the repository].
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Momentum,
+    Adam,
+    Rmsprop,
+    Adagrad,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelArg {
+    Mlp,
+    Cnn,
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use rill::train::{ModelKind, OptimizerKind, TrainConfig};
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        optimizer: match args.optimizer {
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+            OptimizerArg::Momentum => OptimizerKind::Momentum,
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Rmsprop => OptimizerKind::RmsProp,
+            OptimizerArg::Adagrad => OptimizerKind::Adagrad,
+        },
+        model: match args.model {
+            ModelArg::Mlp => ModelKind::Mlp,
+            ModelArg::Cnn => ModelKind::Cnn,
+        },
+        out_dir: args.out_dir,
+        resume: args.resume,
+        seed: args.seed,
+        data: args.data.unwrap_or_else(rill::data::digits::default_path),
+        ..TrainConfig::default()
+    };
+    let report = rill::train::train(&config)?;
+    println!(
+        "wrote {} (inference graph: x:0 -> probs:0), checkpoints in {}, TensorBoard events in {}",
+        report.model_path.display(),
+        config.out_dir.join("checkpoints").display(),
+        config.out_dir.join("events").display()
+    );
+    println!(
+        "test accuracy {:.4} after {} epochs ({:.1} s)",
+        report.test_accuracy,
+        report.epochs,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -202,6 +287,7 @@ fn main() -> Result<()> {
         }
         Command::Run { graph, step, out } => run_once(&Step::load(&graph, step)?, out)?,
         Command::Bench { graph, step, iters } => bench(&Step::load(&graph, step)?, iters)?,
+        Command::Train(args) => train(args)?,
     }
     Ok(())
 }
