@@ -13,7 +13,7 @@ use rill::prelude::*;
 use serde_json::Value;
 
 /// Fixture kinds the harness runs; others are reported as skipped.
-const SUPPORTED_KINDS: &[&str] = &["inference", "training"];
+const SUPPORTED_KINDS: &[&str] = &["inference", "training", "gradient"];
 
 fn fixtures_root() -> PathBuf {
     match std::env::var_os("RILL_FIXTURES") {
@@ -181,6 +181,81 @@ fn run_training(dir: &Path, manifest: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The "gradient" protocol: load the forward graph, add the gradients of `ys` with
+/// respect to `xs` with `rill_autodiff`, run once with `feeds`, and compare `fetches` and
+/// `expected_grads`.
+fn run_gradient(dir: &Path, manifest: &Value) -> Result<()> {
+    let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
+    let graph = Graph::load(dir.join(graph_file), registry())?;
+    let y = graph
+        .output_named(
+            manifest["ys"]
+                .as_str()
+                .context("'ys' must be a tensor name")?,
+        )
+        .context("resolving 'ys'")?;
+    let x_names: Vec<String> = manifest["xs"]
+        .as_array()
+        .context("'xs' must be a list of tensor names")?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .context("'xs' entries must be strings")
+        })
+        .collect::<Result<_>>()?;
+    let xs = x_names
+        .iter()
+        .map(|n| {
+            graph
+                .output_named(n)
+                .with_context(|| format!("resolving x '{n}'"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let b = Builder::from_graph(graph);
+    let grads = rill_autodiff::gradients(&b, &[y], &xs, None)?;
+    let graph = b.into_graph();
+    let mut grad_names = Vec::with_capacity(grads.len());
+    for (name, g) in x_names.iter().zip(&grads) {
+        let g =
+            g.with_context(|| format!("{name}: no gradient (the loss does not depend on it)"))?;
+        grad_names.push(graph.tensor_name(g));
+    }
+    let session = Session::new(graph, SessionOptions::default())?;
+    let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
+        .into_iter()
+        .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
+        .collect::<Result<_>>()?;
+    let feed_refs: Vec<(&str, Tensor)> =
+        feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let fetches = string_map(manifest, "fetches");
+    let expected = string_map(manifest, "expected_grads");
+    let mut names: Vec<&str> = fetches.iter().map(|(n, _)| n.as_str()).collect();
+    names.extend(grad_names.iter().map(String::as_str));
+    let got = session.run(&feed_refs, &names, &[])?;
+    let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);
+    let atol = manifest["atol"].as_f64().unwrap_or(1e-6);
+    for ((name, file), actual) in fetches.iter().zip(&got) {
+        compare(name, actual, &read_npy(&dir.join(file))?, rtol, atol)?;
+    }
+    let grad_values = &got[fetches.len()..];
+    for (name, actual) in x_names.iter().zip(grad_values) {
+        let file = expected
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| f)
+            .with_context(|| format!("no expected gradient for '{name}'"))?;
+        compare(
+            &format!("d {} / d {name}", manifest["ys"]),
+            actual,
+            &read_npy(&dir.join(file))?,
+            rtol,
+            atol,
+        )?;
+    }
+    Ok(())
+}
+
 enum Outcome {
     Pass,
     Fail(String),
@@ -201,6 +276,7 @@ fn run_fixture(dir: &Path) -> Outcome {
     }
     let result = match kind.as_str() {
         "training" => run_training(dir, &manifest),
+        "gradient" => run_gradient(dir, &manifest),
         _ => run_inference(dir, &manifest),
     };
     match result {

@@ -3,13 +3,15 @@
 //!
 //! When both shape vectors are known at graph time (constants, or `Shape` ops of fully
 //! defined tensors) the output lengths are exact and incompatible shapes are errors.
+//!
+//! Neither is differentiable.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{known_shape_vector, name, vector, vector_len};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("BroadcastArgs")
             .input("s0: T")
@@ -26,7 +28,10 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("r1: T")
             .attr("T: {int32, int64} = DT_INT32")
             .shape_fn(broadcast_gradient_args_shape),
-    )
+    )?;
+    r.no_gradient("BroadcastArgs")?;
+    r.no_gradient("BroadcastGradientArgs")?;
+    Ok(())
 }
 
 /// The broadcast of two shape vectors and the axes each operand's gradient is summed over.

@@ -1,11 +1,14 @@
 //! `Cast`: elementwise conversion between dtypes (float to int truncates toward zero).
+//!
+//! Gradient: float-to-float casts pass the gradient back cast to the source dtype; other
+//! casts pass none.
 
 use rill_graph::shape_fn::unchanged;
-use rill_graph::{DType, OpDef, OpRegistry, Output, Result};
+use rill_graph::{DType, OpDef, Output, Result};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Cast")
             .input("x: SrcT")
@@ -14,7 +17,16 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("DstT: type")
             .attr("Truncate: bool = false")
             .shape_fn(unchanged),
-    )
+    )?;
+    // Only float-to-float casts pass a gradient (cast back to the source dtype).
+    r.gradient("Cast", |c| {
+        let (src, dst) = (c.dtype(c.x(0)), c.dtype(c.y(0)));
+        if !(src.is_float() && dst.is_float()) {
+            return Ok(vec![None]);
+        }
+        Ok(c.only(c.b.cast(c.dy(0)?, src)?))
+    })?;
+    Ok(())
 }
 
 impl Builder {

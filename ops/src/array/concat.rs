@@ -1,13 +1,17 @@
 //! Joining and separating tensors along an axis: `ConcatV2`, `Concat` (the older argument
 //! order), `ConcatOffset` (used by concat's gradient), `Pack` (`tf.stack`) and `Unpack`
 //! (`tf.unstack`).
+//!
+//! Gradients: each concatenated value gets its slice of `dy`; `Pack` and `Unpack` undo
+//! each other; `ConcatOffset` is not differentiable.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{add_dims, check_scalar, merge_all, name, scalar_input};
+use crate::gradient::GradContext;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("ConcatV2")
             .input("values: N * T")
@@ -53,7 +57,68 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("T: type")
             .attr("axis: int = 0")
             .shape_fn(unpack_shape),
-    )
+    )?;
+    r.gradient("ConcatV2", |c| {
+        let n = c.inputs.len() - 1;
+        let mut out = concat_grad(c, &c.inputs[..n], c.x(n))?;
+        out.push(None);
+        Ok(out)
+    })?;
+    r.gradient("Concat", |c| {
+        let mut out = vec![None];
+        out.extend(concat_grad(c, &c.inputs[1..], c.x(0))?);
+        Ok(out)
+    })?;
+    r.no_gradient("ConcatOffset")?;
+    r.gradient("Pack", |c| {
+        let (n, axis) = (c.inputs.len(), c.attr_int("axis")?);
+        Ok(c.b
+            .unstack(c.dy(0)?, n, axis)?
+            .into_iter()
+            .map(Some)
+            .collect())
+    })?;
+    r.gradient("Unpack", |c| {
+        let grads = (0..c.outputs.len())
+            .map(|i| c.dy(i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(vec![Some(c.b.stack(&grads, c.attr_int("axis")?)?)])
+    })?;
+    Ok(())
+}
+
+/// The gradients of concatenated `values`: the slice of `dy` each one fills, at offsets
+/// known at graph time when the shapes and axis are, else from `ConcatOffset`.
+fn concat_grad(c: &GradContext, values: &[Output], axis: Output) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let dy = c.dy(0)?;
+    let dims: Option<Vec<Vec<usize>>> = values.iter().map(|&v| c.static_dims(v)).collect();
+    let axis_value = c.const_ints(axis).and_then(|a| a.first().copied());
+    if let (Some(dims), Some(a)) = (dims, axis_value) {
+        let rank = dims.first().map_or(0, Vec::len) as i64;
+        let a = if a < 0 { a + rank } else { a };
+        if (0..rank).contains(&a) {
+            let mut offset = 0i64;
+            let mut out = Vec::with_capacity(values.len());
+            for d in &dims {
+                let mut begin = vec![0i64; d.len()];
+                begin[a as usize] = offset;
+                let size: Vec<i64> = d.iter().map(|&n| n as i64).collect();
+                offset += size[a as usize];
+                out.push(Some(b.slice_const(dy, &begin, &size)?));
+            }
+            return Ok(out);
+        }
+    }
+    let axis = b.cast(axis, rill_graph::DType::I32)?;
+    let axis = b.floor_mod(axis, b.rank(values[0])?)?;
+    let shapes = b.shape_n(values)?;
+    let offsets = b.concat_offset(axis, &shapes)?;
+    offsets
+        .iter()
+        .zip(&shapes)
+        .map(|(&o, &s)| Ok(Some(b.slice(dy, o, s)?)))
+        .collect()
 }
 
 fn concat_v2_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,19 +1,21 @@
 //! `Const`: a tensor value baked into the graph; its shape is the value's shape.
+//!
+//! `Const` is not differentiable.
 
-use rill_graph::{
-    DType, Element, InferenceContext, OpDef, OpRegistry, Output, Result, Shape, Tensor,
-};
+use rill_graph::{DType, Element, InferenceContext, OpDef, Output, Result, Shape, Tensor};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Const")
             .output("output: dtype")
             .attr("value: tensor")
             .attr("dtype: type")
             .shape_fn(const_shape),
-    )
+    )?;
+    r.no_gradient("Const")?;
+    Ok(())
 }
 
 fn const_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

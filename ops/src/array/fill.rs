@@ -1,13 +1,16 @@
 //! Tensors of one repeated value: `Fill` (a given shape), `ZerosLike` and `OnesLike`
 //! (another tensor's shape).
+//!
+//! `Fill`'s value gets the sum of the gradient; `ZerosLike`/`OnesLike` are not differentiable.
 
 use rill_graph::shape_fn::unchanged;
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{check_scalar, name, vector_len};
+use crate::gradient::sum_all;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Fill")
             .input("dims: index_type")
@@ -30,7 +33,12 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("y: T")
             .attr("T: {bfloat16, half, float, double, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool}")
             .shape_fn(unchanged),
-    )
+    )?;
+    // Every element of the output is `value`: its gradient is the sum of all of `dy`.
+    r.gradient("Fill", |c| Ok(vec![None, Some(sum_all(c.b, c.dy(0)?)?)]))?;
+    r.no_gradient("ZerosLike")?;
+    r.no_gradient("OnesLike")?;
+    Ok(())
 }
 
 fn fill_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,12 +1,16 @@
 //! Indexed reads and writes: `Gather`, `GatherV2` (with axis and batch dims), `GatherNd`
 //! and `ScatterNd`.
+//!
+//! Gradients: gathers scatter (add) `dy` back with `ScatterNd`, which is `GatherNd`'s
+//! gradient and has `GatherNd` as its own.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Code, DType, Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{check_scalar, name, scalar_input, sub_dims, vector_len};
+use crate::gradient::GradContext;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Gather")
             .input("params: Tparams")
@@ -49,7 +53,99 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("Tindices: {int16, int32, int64}")
             .attr("bad_indices_policy: string = ''")
             .shape_fn(scatter_nd_shape),
-    )
+    )?;
+    r.gradient("Gather", |c| Ok(vec![Some(gather_grad(c, 0)?), None]))?;
+    r.gradient("GatherV2", |c| {
+        if c.attr_int("batch_dims")? != 0 {
+            return Err(c.error(
+                Code::Unimplemented,
+                "the gradient of GatherV2 with batch_dims != 0 is not supported",
+            ));
+        }
+        let Some(axis) = c.const_ints(c.x(2)).and_then(|a| a.first().copied()) else {
+            return Err(c.error(
+                Code::Unimplemented,
+                "the gradient of GatherV2 needs a constant axis",
+            ));
+        };
+        Ok(vec![Some(gather_grad(c, axis)?), None, None])
+    })?;
+    // GatherNd and ScatterNd are each other's gradient (duplicate indices add).
+    r.gradient("GatherNd", |c| {
+        let b = c.b;
+        let shape = b.shape_of_as(c.x(0), index_dtype(c.dtype(c.x(1))))?;
+        let indices = b.cast(c.x(1), c.dtype(shape))?;
+        Ok(vec![Some(b.scatter_nd(indices, c.dy(0)?, shape)?), None])
+    })?;
+    r.gradient("ScatterNd", |c| {
+        Ok(vec![None, Some(c.b.gather_nd(c.dy(0)?, c.x(0))?), None])
+    })?;
+    Ok(())
+}
+
+/// The dtype for index and shape vectors paired with indices of `dtype`.
+fn index_dtype(dtype: DType) -> DType {
+    if dtype == DType::I64 {
+        DType::I64
+    } else {
+        DType::I32
+    }
+}
+
+/// A constant vector of the index dtype `idx`.
+fn index_vector(b: &Builder, idx: DType, values: &[i64]) -> Result<Output> {
+    if idx == DType::I64 {
+        b.vector_const(values.to_vec())
+    } else {
+        b.vector_const(values.iter().map(|&v| v as i32).collect())
+    }
+}
+
+/// The gradient of gathering `params` (input 0) at `indices` (input 1) along `axis`: `dy`
+/// scattered (added) back with `ScatterNd`, as TensorFlow's `unsorted_segment_sum` does.
+/// Along axis 0 any params shape works; along another axis the params rank must be known.
+fn gather_grad(c: &GradContext, axis: i64) -> Result<Output> {
+    let b = c.b;
+    let (params, indices) = (c.x(0), c.x(1));
+    let idx = index_dtype(c.dtype(indices));
+    let flat_indices = b.reshape_to(b.cast(indices, idx)?, &[-1, 1])?;
+    let dy = c.dy(0)?;
+    let params_shape = b.shape_of_as(params, idx)?;
+    let rank = b.shape(params).rank().map(|r| r as i64);
+    let axis = match rank {
+        Some(r) if axis < 0 => axis + r,
+        _ => axis,
+    };
+    let minus_one = index_vector(b, idx, &[-1])?;
+    if axis == 0 {
+        // values: [number of indices] + params.shape[1:]
+        let tail = b.slice_const(params_shape, &[1], &[-1])?;
+        let values = b.reshape(dy, b.concat(&[minus_one, tail], 0)?)?;
+        return b.scatter_nd(flat_indices, values, params_shape);
+    }
+    let Some(rank) = rank.filter(|r| (0..*r).contains(&axis)) else {
+        return Err(c.error(
+            Code::Unimplemented,
+            format!("the gradient of a gather along axis {axis} needs params of known rank"),
+        ));
+    };
+    // dy is outer + indices.shape + inner: flatten the indices dims, move them first,
+    // scatter along dim 0, and move that dim back to `axis`.
+    let outer = b.slice_const(params_shape, &[0], &[axis])?;
+    let inner = b.slice_const(params_shape, &[axis + 1], &[-1])?;
+    let values = b.reshape(dy, b.concat(&[outer, minus_one, inner], 0)?)?;
+    let perm: Vec<i64> = std::iter::once(axis)
+        .chain(0..axis)
+        .chain(axis + 1..rank)
+        .collect();
+    let moved = b.transpose_perm(values, &perm)?;
+    let scattered_shape = b.gather(params_shape, b.index_const(&perm)?, 0)?;
+    let scattered = b.scatter_nd(flat_indices, moved, scattered_shape)?;
+    let mut inverse = vec![0i64; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p as usize] = i as i64;
+    }
+    b.transpose_perm(scattered, &inverse)
 }
 
 fn gather_v1_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,12 +1,15 @@
 //! Pass-through ops: `Identity`, `IdentityN`, `StopGradient`, `PreventGradient`, `Snapshot`,
 //! `CheckNumerics`, `EnsureShape`. Each output has its input's shape.
+//!
+//! Gradients: the pass-through ops pass the gradient on (`CheckNumerics` checks it);
+//! `StopGradient` is not differentiable and differentiating `PreventGradient` is an error.
 
 use rill_graph::shape_fn::unchanged;
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for op in ["Identity", "StopGradient", "Snapshot"] {
         r.register(
             OpDef::build(op)
@@ -47,7 +50,29 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("shape: shape")
             .attr("T: type")
             .shape_fn(ensure_shape),
-    )
+    )?;
+    for op in ["Identity", "Snapshot", "EnsureShape"] {
+        r.gradient(op, |c| Ok(c.only(c.dy(0)?)))?;
+    }
+    r.gradient("IdentityN", |c| Ok(c.grads.clone()))?;
+    r.gradient("CheckNumerics", |c| {
+        let message = format!(
+            "Not a number (NaN) or infinity (Inf) values detected in gradient. {}",
+            c.attr_str("message")?
+        );
+        Ok(c.only(c.b.check_numerics(c.dy(0)?, &message)?))
+    })?;
+    r.no_gradient("StopGradient")?;
+    r.gradient("PreventGradient", |c| {
+        Err(c.error(
+            rill_graph::Code::InvalidArgument,
+            format!(
+                "gradient explicitly disabled. Reason: {}",
+                c.attr_str("message")?
+            ),
+        ))
+    })?;
+    Ok(())
 }
 
 fn identity_n_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,6 +1,6 @@
 //! Array ops: graph inputs and constants, shape manipulation, slicing, gathering, casting.
 
-use rill_graph::{OpRegistry, Result};
+use rill_graph::Result;
 
 mod broadcast;
 mod cast;
@@ -29,8 +29,8 @@ pub use broadcast::{broadcast_with_reduction, BroadcastReduction};
 pub use range::range_len;
 pub use slice_spec::{slice_spec, DimSlice, OutputDim, SliceSpec, StridedSliceMasks};
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
-    let files: [fn(&mut OpRegistry) -> Result<()>; 20] = [
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
+    let files: [fn(&mut crate::Registry) -> Result<()>; 20] = [
         placeholder::register,
         constant::register,
         identity::register,

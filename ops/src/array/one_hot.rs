@@ -1,11 +1,13 @@
 //! `OneHot`: indices expanded to one-hot vectors along a new axis of size `depth`.
+//!
+//! `OneHot` is not differentiable.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{check_scalar, name, scalar_input};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("OneHot")
             .input("indices: TI")
@@ -17,7 +19,9 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("T: type")
             .attr("TI: {uint8, int8, int32, int64} = DT_INT64")
             .shape_fn(one_hot_shape),
-    )
+    )?;
+    r.no_gradient("OneHot")?;
+    Ok(())
 }
 
 fn one_hot_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

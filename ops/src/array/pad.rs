@@ -1,12 +1,16 @@
 //! Padding: `Pad` (zeros), `PadV2` (a given value) and `MirrorPad` (reflected borders).
 //! `paddings` is an `[rank, 2]` matrix of (before, after) counts.
+//!
+//! Gradients: `Pad` and `PadV2` slice the input's part out of `dy` (PadV2's constant gets
+//! the sum of the rest); `MirrorPad` has none.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{add_dims, check_scalar, name};
+use crate::gradient::{sum_all, GradContext};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Pad")
             .input("input: T")
@@ -35,7 +39,35 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("Tpaddings: {int32, int64} = DT_INT32")
             .attr("mode: {'REFLECT', 'SYMMETRIC'}")
             .shape_fn(mirror_pad_shape),
-    )
+    )?;
+    r.gradient("Pad", pad_grad)?;
+    r.gradient("PadV2", pad_grad)?;
+    Ok(())
+}
+
+/// `Pad`/`PadV2`: the slice of `dy` where the input sits; PadV2's constant value gets the
+/// sum of the rest.
+fn pad_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, paddings) = (c.x(0), c.x(1));
+    let dtype = c.dtype(paddings);
+    let index = |v: Vec<i64>| -> Result<Output> {
+        if dtype == rill_graph::DType::I64 {
+            b.vector_const(v)
+        } else {
+            b.vector_const(v.into_iter().map(|n| n as i32).collect())
+        }
+    };
+    let before = b.slice(paddings, index(vec![0, 0])?, index(vec![-1, 1])?)?;
+    let begin = b.reshape_to(before, &[-1])?;
+    let dy = c.dy(0)?;
+    let g = b.slice(dy, begin, b.shape_of_as(x, dtype)?)?;
+    if c.inputs.len() == 2 {
+        return Ok(vec![Some(g), None]);
+    }
+    // PadV2's constant fills every element outside the input (TensorFlow gives it none).
+    let value = b.sub(sum_all(b, dy)?, sum_all(b, g)?)?;
+    Ok(vec![Some(g), None, Some(value)])
 }
 
 /// How far a mirrored pad may reach: `dim - 1` for REFLECT, `dim` for SYMMETRIC.

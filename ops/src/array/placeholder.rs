@@ -1,10 +1,12 @@
 //! `Placeholder` and `PlaceholderWithDefault`: graph inputs fed at run time.
+//!
+//! `Placeholder` is not differentiable; `PlaceholderWithDefault` passes its gradient on.
 
-use rill_graph::{DType, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{DType, InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Placeholder")
             .output("output: dtype")
@@ -19,7 +21,10 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("dtype: type")
             .attr("shape: shape")
             .shape_fn(with_default_shape),
-    )
+    )?;
+    r.no_gradient("Placeholder")?;
+    r.gradient("PlaceholderWithDefault", |c| Ok(c.only(c.dy(0)?)))?;
+    Ok(())
 }
 
 fn placeholder_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,11 +1,13 @@
 //! `Range`: the vector `start, start + delta, ...` stopping before `limit`.
+//!
+//! `Range` is not differentiable.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{check_scalar, input_f64s, vector};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Range")
             .input("start: Tidx")
@@ -14,7 +16,9 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("output: Tidx")
             .attr("Tidx: {bfloat16, half, float, double, int8, int16, int32, int64, uint16, uint32} = DT_INT32")
             .shape_fn(range_shape),
-    )
+    )?;
+    r.no_gradient("Range")?;
+    Ok(())
 }
 
 /// The element count of `range(start, limit, delta)`, or a description of what is wrong.

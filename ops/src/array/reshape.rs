@@ -1,11 +1,14 @@
 //! Ops that change a tensor's shape but not its values: `Reshape`, `Squeeze`, `ExpandDims`.
+//!
+//! Gradients: `dy` reshaped back to the input's shape.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{name, scalar_input};
+use crate::gradient::reshape_like;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Reshape")
             .input("tensor: T")
@@ -31,7 +34,18 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("T: type")
             .attr("Tdim: {int32, int64} = DT_INT32")
             .shape_fn(expand_dims_shape),
-    )
+    )?;
+    // The gradient is `dy` reshaped back to the input's shape.
+    r.gradient("Reshape", |c| {
+        Ok(c.only(reshape_like(c.b, c.dy(0)?, c.x(0))?))
+    })?;
+    r.gradient("ExpandDims", |c| {
+        Ok(c.only(reshape_like(c.b, c.dy(0)?, c.x(0))?))
+    })?;
+    r.gradient("Squeeze", |c| {
+        Ok(c.only(reshape_like(c.b, c.dy(0)?, c.x(0))?))
+    })?;
+    Ok(())
 }
 
 /// The product of the known dims (`None` on overflow) and the positions of unknown ones.

@@ -1,12 +1,14 @@
 //! Ops that describe a tensor's shape: `Shape`, `ShapeN`, `Size`, `Rank`.
+//!
+//! None of them is differentiable.
 
 use rill_graph::shape_fn::scalars;
-use rill_graph::{DType, Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{DType, Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::vector;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Shape")
             .input("input: T")
@@ -38,7 +40,11 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("output: int32")
             .attr("T: type")
             .shape_fn(scalars),
-    )
+    )?;
+    for op in ["Shape", "ShapeN", "Size", "Rank"] {
+        r.no_gradient(op)?;
+    }
+    Ok(())
 }
 
 /// A vector as long as the input's rank.

@@ -1,11 +1,14 @@
 //! `Slice`: a contiguous block of a tensor given by `begin` and `size` (-1: to the end).
+//!
+//! Gradient: `dy` padded with zeros back to the input's shape.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{dim_value, name, vector_len};
+use crate::gradient::GradContext;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Slice")
             .input("input: T")
@@ -15,7 +18,23 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("T: type")
             .attr("Index: {int32, int64}")
             .shape_fn(slice_shape),
-    )
+    )?;
+    r.gradient("Slice", slice_grad)?;
+    Ok(())
+}
+
+/// `Slice`: `dy` padded with zeros back to the input's shape (TensorFlow's rule).
+fn slice_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, begin) = (c.x(0), c.x(1));
+    let dtype = c.dtype(begin);
+    let after = b.sub(
+        b.sub(b.shape_of_as(x, dtype)?, b.shape_of_as(c.y(0), dtype)?)?,
+        begin,
+    )?;
+    let column = |v: Output| b.reshape_to(v, &[-1, 1]);
+    let paddings = b.concat(&[column(begin)?, column(after)?], 1)?;
+    Ok(vec![Some(b.pad(c.dy(0)?, paddings)?), None, None])
 }
 
 fn slice_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,12 +1,15 @@
 //! Splitting a tensor into pieces along an axis: `Split` (equal pieces) and `SplitV`
 //! (given sizes, one of which may be -1).
+//!
+//! Gradients: the pieces' gradients concatenated back.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{name, scalar_input, vector_len};
+use crate::gradient::GradContext;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Split")
             .input("split_dim: int32")
@@ -26,7 +29,22 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("T: type")
             .attr("Tlen: {int8, int32, int64} = DT_INT64")
             .shape_fn(split_v_shape),
-    )
+    )?;
+    // The pieces' gradients (zeros for pieces without one) concatenated back.
+    r.gradient("Split", |c| Ok(vec![None, Some(join(c, c.x(0))?)]))?;
+    r.gradient("SplitV", |c| Ok(vec![Some(join(c, c.x(2))?), None, None]))?;
+    Ok(())
+}
+
+/// The gradients of all outputs concatenated along `axis`.
+fn join(c: &GradContext, axis: Output) -> Result<Output> {
+    let grads = (0..c.outputs.len())
+        .map(|i| c.dy(i))
+        .collect::<Result<Vec<_>>>()?;
+    match grads.as_slice() {
+        [one] => Ok(*one),
+        _ => c.b.concat_v2(&grads, axis),
+    }
 }
 
 /// The split axis given by scalar input `axis_input`, canonical against `input`'s rank.

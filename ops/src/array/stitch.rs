@@ -1,12 +1,14 @@
 //! `DynamicStitch`: interleaves `data` tensors into one by their `indices`
 //! (`merged[indices[m][i], ...] = data[m][i, ...]`).
+//!
+//! Gradient: each data tensor gets the gradient gathered at its indices.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::name;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("DynamicStitch")
             .input("indices: N * int32")
@@ -15,7 +17,18 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("N: int >= 1")
             .attr("T: type")
             .shape_fn(dynamic_stitch_shape),
-    )
+    )?;
+    // Each data tensor gets the gradient at its indices (TensorFlow's rule).
+    r.gradient("DynamicStitch", |c| {
+        let n = c.inputs.len() / 2;
+        let dy = c.dy(0)?;
+        let mut out = vec![None; n];
+        for m in 0..n {
+            out.push(Some(c.b.gather(dy, c.x(m), 0)?));
+        }
+        Ok(out)
+    })?;
+    Ok(())
 }
 
 /// `[max index + 1] + data[m].shape[indices[m].rank:]`: every `data[m]` must start with

@@ -1,14 +1,17 @@
 //! `StridedSlice`: numpy-style slicing `x[b:e:s, ..., tf.newaxis, i]` with TensorFlow's
 //! full shape logic (in [`super::slice_spec`]); unknown where begin/end/strides or dims are
 //! not known at graph time.
+//!
+//! `StridedSliceGrad` (the gradient: `dy` scattered into zeros of the input's shape) is
+//! declared here too; each has the other as its gradient.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{name, vector_len};
 use super::slice_spec::{slice_spec, StridedSliceMasks};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("StridedSlice")
             .input("input: T")
@@ -24,7 +27,62 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("new_axis_mask: int = 0")
             .attr("shrink_axis_mask: int = 0")
             .shape_fn(strided_slice_shape),
-    )
+    )?;
+    r.register(
+        OpDef::build("StridedSliceGrad")
+            .input("shape: Index")
+            .input("begin: Index")
+            .input("end: Index")
+            .input("strides: Index")
+            .input("dy: T")
+            .output("output: T")
+            .attr("T: type")
+            .attr("Index: {int32, int64}")
+            .attr("begin_mask: int = 0")
+            .attr("end_mask: int = 0")
+            .attr("ellipsis_mask: int = 0")
+            .attr("new_axis_mask: int = 0")
+            .attr("shrink_axis_mask: int = 0")
+            .shape_fn(strided_slice_grad_shape),
+    )?;
+    r.gradient("StridedSlice", |c| {
+        let b = c.b;
+        let shape = b.shape_of_as(c.x(0), c.dtype(c.x(1)))?;
+        let nb = b
+            .op("StridedSliceGrad")
+            .input(shape)
+            .input(c.x(1))
+            .input(c.x(2))
+            .input(c.x(3))
+            .input(c.dy(0)?);
+        let g = c.with_attrs(nb, &MASKS)?.build_output()?;
+        Ok(vec![Some(g), None, None, None])
+    })?;
+    // StridedSliceGrad is linear in `dy`: its gradient slices like the forward op.
+    r.gradient("StridedSliceGrad", |c| {
+        let nb =
+            c.b.op("StridedSlice")
+                .input(c.dy(0)?)
+                .input(c.x(1))
+                .input(c.x(2))
+                .input(c.x(3));
+        let g = c.with_attrs(nb, &MASKS)?.build_output()?;
+        Ok(vec![None, None, None, None, Some(g)])
+    })
+}
+
+const MASKS: [&str; 5] = [
+    "begin_mask",
+    "end_mask",
+    "ellipsis_mask",
+    "new_axis_mask",
+    "shrink_axis_mask",
+];
+
+/// `StridedSliceGrad`'s output has the shape held by its `shape` input.
+fn strided_slice_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    vector_len(cx, 0)?;
+    Ok(vec![cx.input_as_shape(0)?])
 }
 
 fn strided_slice_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

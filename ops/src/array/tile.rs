@@ -1,12 +1,15 @@
 //! Repeating a tensor: `Tile` (whole copies per dim) and `BroadcastTo` (size-1 dims
 //! stretched to a target shape).
+//!
+//! Gradients: both sum `dy` over the repeated copies.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{mul_dims, name, vector_len};
+use crate::gradient::{reshape_like, sum_axes, sum_to, GradContext};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Tile")
             .input("input: T")
@@ -24,7 +27,40 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("T: type")
             .attr("Tidx: {int32, int64} = DT_INT32")
             .shape_fn(broadcast_to_shape),
-    )
+    )?;
+    r.gradient("Tile", tile_grad)?;
+    // BroadcastTo: `dy` summed over the broadcast dims.
+    r.gradient("BroadcastTo", |c| {
+        Ok(vec![Some(sum_to(c.b, c.dy(0)?, c.x(0))?), None])
+    })?;
+    Ok(())
+}
+
+/// `Tile` (TensorFlow's rule): `dy` reshaped to `[m0, d0, m1, d1, ...]` (multiples
+/// interleaved with the input dims) and summed over the multiples' axes.
+fn tile_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, multiples) = (c.x(0), c.x(1));
+    let dy = c.dy(0)?;
+    if let (Some(dims), Some(m)) = (c.static_dims(x), c.const_ints(multiples)) {
+        if m.len() == dims.len() {
+            let split: Vec<i64> = m
+                .iter()
+                .zip(&dims)
+                .flat_map(|(&m, &d)| [m, d as i64])
+                .collect();
+            let axes: Vec<i64> = (0..dims.len() as i64).map(|i| 2 * i).collect();
+            let g = b.sum(b.reshape_to(dy, &split)?, &axes, false)?;
+            return Ok(vec![Some(g), None]);
+        }
+    }
+    let shape = b.shape_of_as(x, c.dtype(multiples))?;
+    let pairs = b.transpose_perm(b.stack(&[multiples, shape], 0)?, &[1, 0])?;
+    let split = b.reshape_to(pairs, &[-1])?;
+    let (zero, two) = (b.index_scalar(0)?, b.index_scalar(2)?);
+    let axes = b.range(zero, b.size(split)?, two)?;
+    let g = sum_axes(b, b.reshape(dy, split)?, axes, false)?;
+    Ok(vec![Some(reshape_like(b, g, x)?), None])
 }
 
 fn tile_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

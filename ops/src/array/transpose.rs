@@ -1,12 +1,15 @@
 //! Ops that reorder a tensor's dims or elements: `Transpose`, `InvertPermutation` (used by
 //! Transpose's gradient) and `ReverseV2`.
+//!
+//! Gradients: `Transpose` transposes `dy` by the inverse permutation, `ReverseV2` reverses
+//! it; `InvertPermutation` is not differentiable.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{name, vector_len};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Transpose")
             .input("x: T")
@@ -34,7 +37,43 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                  double, string}",
             )
             .shape_fn(reverse_shape),
-    )
+    )?;
+    r.gradient("Transpose", |c| {
+        let b = c.b;
+        let inverse = match c.const_ints(c.x(1)) {
+            Some(perm) if is_permutation(&perm) => {
+                let mut inv = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inv[p as usize] = i as i64;
+                }
+                b.index_const(&inv)?
+            }
+            _ => b.invert_permutation(c.x(1))?,
+        };
+        Ok(vec![Some(b.transpose(c.dy(0)?, inverse)?), None])
+    })?;
+    r.no_gradient("InvertPermutation")?;
+    r.gradient("ReverseV2", |c| {
+        let g =
+            c.b.op("ReverseV2")
+                .input(c.dy(0)?)
+                .input(c.x(1))
+                .build_output()?;
+        Ok(vec![Some(g), None])
+    })?;
+    Ok(())
+}
+
+/// Whether `perm` holds each of `0..perm.len()` once.
+fn is_permutation(perm: &[i64]) -> bool {
+    let mut seen = vec![false; perm.len()];
+    perm.iter().all(|&p| {
+        let ok = (0..perm.len() as i64).contains(&p) && !seen[p as usize];
+        if ok {
+            seen[p as usize] = true;
+        }
+        ok
+    })
 }
 
 fn transpose_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

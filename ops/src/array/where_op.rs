@@ -1,19 +1,23 @@
 //! `Where`: the coordinates of the true (non-zero) elements, an `int64` matrix
 //! `[count, rank]`.
+//!
+//! `Where` is not differentiable.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::NUMBER_TYPES;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("Where")
             .input("input: T")
             .output("index: int64")
             .attr(&format!("T: {{{NUMBER_TYPES}, bool}} = DT_BOOL"))
             .shape_fn(where_shape),
-    )
+    )?;
+    r.no_gradient("Where")?;
+    Ok(())
 }
 
 fn where_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

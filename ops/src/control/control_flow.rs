@@ -7,11 +7,11 @@
 //! (or an unknown rank), as in TensorFlow.
 
 use rill_graph::shape_fn::unchanged;
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for (op, arg) in [("Switch", "T"), ("RefSwitch", "Ref(T)")] {
         let def = OpDef::build(op)
             .input(&format!("data: {arg}"))

@@ -1,14 +1,16 @@
 //! `NoOp` and `ControlTrigger`: nodes with no inputs or outputs, used only for their
-//! control edges (grouping targets, e.g. a training step).
+//! control edges (grouping targets, e.g. a training step). Neither is differentiable.
 
 use rill_graph::shape_fn::no_outputs;
-use rill_graph::{NodeId, OpDef, OpRegistry, Result};
+use rill_graph::{NodeId, OpDef, Result};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(OpDef::build("NoOp").shape_fn(no_outputs))?;
-    r.register(OpDef::build("ControlTrigger").shape_fn(no_outputs))
+    r.register(OpDef::build("ControlTrigger").shape_fn(no_outputs))?;
+    r.no_gradient("NoOp")?;
+    r.no_gradient("ControlTrigger")
 }
 
 impl Builder {

@@ -5,10 +5,14 @@
 //!
 //! Shapes: TensorFlow's `BroadcastBinaryOpShapeFn`; `Equal`/`NotEqual` honour
 //! `incompatible_shape_error` (false: incompatible shapes give a scalar, never an error).
+//!
+//! Gradients: the arithmetic ops' functions are in `GRADIENTS`; comparisons, logical ops
+//! and the integer-valued divisions are not differentiable.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{broadcast_shapes, type_attr, FLOAT, NUMBER};
+use crate::gradient::{scalar_like, unbroadcast, GradContext, GradFn};
 use crate::Builder;
 
 /// How an op's `T` is given.
@@ -72,7 +76,7 @@ const BINARY: &[(&str, Ty, u8)] = &[
     ("LogicalOr", Ty::Bool, COMMUTATIVE),
 ];
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for &(name, ty, flags) in BINARY {
         let (a, b) = if flags & YX != 0 {
             ("y", "x")
@@ -109,7 +113,119 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
         }
         r.register(def)?;
     }
+    for &(op, f) in GRADIENTS {
+        r.gradient(op, f)?;
+    }
+    for op in [
+        "FloorDiv",
+        "TruncateDiv",
+        "Less",
+        "LessEqual",
+        "Greater",
+        "GreaterEqual",
+        "Equal",
+        "NotEqual",
+        "LogicalAnd",
+        "LogicalOr",
+    ] {
+        r.no_gradient(op)?;
+    }
     Ok(())
+}
+
+/// Gradient functions (TensorFlow's `math_grad.py`): each computes the gradients at the
+/// broadcast output shape and [`unbroadcast`] sums them back to each operand's shape.
+const GRADIENTS: &[(&str, GradFn)] = &[
+    ("Add", |c| both(c, |_, dy| Ok((dy, dy)))),
+    ("AddV2", |c| both(c, |_, dy| Ok((dy, dy)))),
+    ("Sub", |c| both(c, |c, dy| Ok((dy, c.b.neg(dy)?)))),
+    ("Mul", |c| {
+        both(c, |c, dy| Ok((c.b.mul(dy, c.x(1))?, c.b.mul(c.x(0), dy)?)))
+    }),
+    ("Div", div_grad),
+    ("RealDiv", div_grad),
+    ("DivNoNan", |c| {
+        both(c, |c, dy| {
+            let b = c.b;
+            let (x, y) = (c.x(0), c.x(1));
+            let gy = b.div_no_nan(b.div_no_nan(b.neg(x)?, y)?, y)?;
+            Ok((b.div_no_nan(dy, y)?, b.mul(dy, gy)?))
+        })
+    }),
+    ("Maximum", |c| select_grad(c, "GreaterEqual")),
+    ("Minimum", |c| select_grad(c, "LessEqual")),
+    ("Pow", pow_grad),
+    ("SquaredDifference", |c| {
+        both(c, |c, dy| {
+            let b = c.b;
+            let two = scalar_like(b, c.dtype(c.x(0)), 2.0)?;
+            let d = b.mul(b.mul(two, dy)?, b.sub(c.x(0), c.x(1))?)?;
+            Ok((d, b.neg(d)?))
+        })
+    }),
+    ("FloorMod", |c| {
+        both(c, |c, dy| {
+            let q = c.b.floor_div(c.x(0), c.x(1))?;
+            Ok((dy, c.b.mul(dy, c.b.neg(q)?)?))
+        })
+    }),
+    ("Atan2", |c| {
+        // Inputs are (y, x): d/dy = x / (x² + y²), d/dx = -y / (x² + y²).
+        both(c, |c, dy| {
+            let b = c.b;
+            let (y, x) = (c.x(0), c.x(1));
+            let inv = b.real_div(dy, b.add(b.square(x)?, b.square(y)?)?)?;
+            Ok((b.mul(x, inv)?, b.mul(b.neg(y)?, inv)?))
+        })
+    }),
+];
+
+/// Runs `f(c, dy)` for the gradients at the output's shape, then reduces them to the
+/// operands' shapes.
+fn both(
+    c: &GradContext,
+    f: impl Fn(&GradContext, Output) -> Result<(Output, Output)>,
+) -> Result<Vec<Option<Output>>> {
+    let (gx, gy) = f(c, c.dy(0)?)?;
+    let (gx, gy) = unbroadcast(c.b, c.x(0), c.x(1), gx, gy)?;
+    Ok(vec![Some(gx), Some(gy)])
+}
+
+/// `x / y`: `dy / y` and `dy * (-x / y / y)`.
+fn div_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    both(c, |c, dy| {
+        let b = c.b;
+        let (x, y) = (c.x(0), c.x(1));
+        let gy = b.real_div(b.real_div(b.neg(x)?, y)?, y)?;
+        Ok((b.real_div(dy, y)?, b.mul(dy, gy)?))
+    })
+}
+
+/// `Maximum`/`Minimum`: the gradient goes to `x` where `cmp(x, y)` holds (ties go to `x`),
+/// else to `y`.
+fn select_grad(c: &GradContext, cmp: &str) -> Result<Vec<Option<Output>>> {
+    both(c, |c, dy| {
+        let b = c.b;
+        let mask = b.binary(cmp, c.x(0), c.x(1))?;
+        let zeros = b.zeros_like(dy)?;
+        Ok((b.select_v2(mask, dy, zeros)?, b.select_v2(mask, zeros, dy)?))
+    })
+}
+
+/// `z = x^y`: `dy * y * x^(y-1)` and `dy * z * log(x)` (0 where `x <= 0`).
+fn pow_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    both(c, |c, dy| {
+        let b = c.b;
+        let (x, y, z) = (c.x(0), c.x(1), c.y(0));
+        let dtype = c.dtype(x);
+        let one = scalar_like(b, dtype, 1.0)?;
+        let gx = b.mul(b.mul(dy, y)?, b.pow(x, b.sub(y, one)?)?)?;
+        let positive = b.greater(x, scalar_like(b, dtype, 0.0)?)?;
+        let safe_x = b.select_v2(positive, x, b.ones_like(x)?)?;
+        let log_x = b.select_v2(positive, b.log(safe_x)?, b.zeros_like(x)?)?;
+        let gy = b.mul(b.mul(dy, z)?, log_x)?;
+        Ok((gx, gy))
+    })
 }
 
 /// Broadcasting that, with `incompatible_shape_error = false`, gives a scalar (the op's

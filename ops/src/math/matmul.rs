@@ -5,10 +5,16 @@
 //!
 //! Shapes follow TensorFlow's `MatMulShape` / `BatchMatMul(V2)Shape`; inner dimensions that
 //! differ are an error naming both inputs and their shapes.
+//!
+//! Gradients (`MatMul`, `BatchMatMul`, `BatchMatMulV2`) are products with the incoming
+//! gradient for each transpose combination, as TensorFlow's; a batched operand's gradient
+//! is summed over the batch dims it was broadcast along.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{broadcast_shapes, concat_shapes, subshape, type_attr};
+use crate::array::{broadcast_with_reduction, StridedSliceMasks};
+use crate::gradient::{sum_axes, GradContext};
 use crate::Builder;
 
 const MATMUL: &str = "bfloat16, half, float, double, int32, int64, uint8, uint16, uint32, uint64";
@@ -18,7 +24,7 @@ const BATCH_V2: &str =
 const BATCH_V3_IN: &str = "bfloat16, half, float, double, uint8, int8, int16, int32, int64";
 const BATCH_V3_OUT: &str = "bfloat16, half, float, double, int16, int32, int64";
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("MatMul")
             .input("a: T")
@@ -62,7 +68,64 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("grad_x: bool = false")
             .attr("grad_y: bool = false")
             .shape_fn(batch_matmul_v2_shape),
-    )
+    )?;
+    r.gradient("MatMul", matmul_grad)?;
+    r.gradient("BatchMatMul", batch_matmul_grad)?;
+    r.gradient("BatchMatMulV2", batch_matmul_grad)
+}
+
+/// The products giving `(da, db)` for `a · b` with `a`/`b` transposed per `(ta, tb)`, as
+/// `(lhs, rhs, transpose lhs, transpose rhs)` each.
+type Product = (Output, Output, bool, bool);
+fn product_grads(a: Output, b: Output, g: Output, ta: bool, tb: bool) -> (Product, Product) {
+    match (ta, tb) {
+        (false, false) => ((g, b, false, true), (a, g, true, false)),
+        (false, true) => ((g, b, false, false), (g, a, true, false)),
+        (true, false) => ((b, g, false, true), (a, g, false, false)),
+        (true, true) => ((b, g, true, true), (g, a, true, true)),
+    }
+}
+
+fn matmul_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let (ta, tb) = (c.attr_bool("transpose_a")?, c.attr_bool("transpose_b")?);
+    let (pa, pb) = product_grads(c.x(0), c.x(1), c.dy(0)?, ta, tb);
+    let da = c.b.matmul_t(pa.0, pa.1, pa.2, pa.3)?;
+    let db = c.b.matmul_t(pb.0, pb.1, pb.2, pb.3)?;
+    Ok(vec![Some(da), Some(db)])
+}
+
+/// Batched products: the same products, then each gradient summed over the batch dims its
+/// operand was broadcast along.
+fn batch_matmul_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, y) = (c.x(0), c.x(1));
+    let (adj_x, adj_y) = (c.attr_bool("adj_x")?, c.attr_bool("adj_y")?);
+    let (px, py) = product_grads(x, y, c.dy(0)?, adj_x, adj_y);
+    let dx = b.batch_matmul(px.0, px.1, px.2, px.3)?;
+    let dy = b.batch_matmul(py.0, py.1, py.2, py.3)?;
+    let (sx, sy) = (b.shape(x), b.shape(y));
+    if let (Some(xd), Some(yd)) = (sx.to_known(), sy.to_known()) {
+        if xd.len() >= 2 && yd.len() >= 2 {
+            let batch = |d: &[usize]| d[..d.len() - 2].iter().map(|&n| n as i64).collect();
+            let (bx, by): (Vec<i64>, Vec<i64>) = (batch(&xd), batch(&yd));
+            if bx == by {
+                return Ok(vec![Some(dx), Some(dy)]);
+            }
+            if let Some(r) = broadcast_with_reduction(&bx, &by) {
+                let full = |d: &[usize]| d.iter().map(|&n| n as i64).collect::<Vec<_>>();
+                let dx = b.reshape_to(b.sum(dx, &r.r0, false)?, &full(&xd))?;
+                let dy = b.reshape_to(b.sum(dy, &r.r1, false)?, &full(&yd))?;
+                return Ok(vec![Some(dx), Some(dy)]);
+            }
+        }
+    }
+    let (shape_x, shape_y) = (b.shape_of(x)?, b.shape_of(y)?);
+    let batch =
+        |s: Output| b.strided_slice_const(s, &[0], &[-2], &[1], StridedSliceMasks::default());
+    let (rx, ry) = b.broadcast_gradient_args(batch(shape_x)?, batch(shape_y)?)?;
+    let dx = b.reshape(sum_axes(b, dx, rx, false)?, shape_x)?;
+    let dy = b.reshape(sum_axes(b, dy, ry, false)?, shape_y)?;
+    Ok(vec![Some(dx), Some(dy)])
 }
 
 /// The error for inner dimensions that differ.

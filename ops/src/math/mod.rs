@@ -2,7 +2,7 @@
 //! `Select`, `ClipByValue`), reductions, cumulative scans and matrix products; each with
 //! its shape function and builder methods.
 
-use rill_graph::{OpRegistry, Result};
+use rill_graph::Result;
 
 mod binary;
 pub(crate) mod common;
@@ -12,7 +12,7 @@ mod reduction;
 mod scan;
 pub(crate) mod unary;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     unary::register(r)?;
     binary::register(r)?;
     nary::register(r)?;

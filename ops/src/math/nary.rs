@@ -3,14 +3,15 @@
 //!
 //! Shapes follow TensorFlow: AddN merges all inputs; Select merges `t`/`e` and checks the
 //! condition (same shape, scalar, or a vector over the first dim); SelectV2 broadcasts all
-//! three; ClipByValue keeps `t`'s shape.
+//! three; ClipByValue keeps `t`'s shape. Each has a gradient function (TensorFlow's).
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{broadcast_named, type_attr, NUMBER};
+use crate::gradient::{sum_to, GradContext};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("AddN")
             .input("inputs: N * T")
@@ -44,7 +45,53 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("output: T")
             .attr(&type_attr("T", NUMBER))
             .shape_fn(rill_graph::shape_fn::unchanged),
-    )
+    )?;
+    r.gradient("AddN", |c| {
+        let dy = c.dy(0)?;
+        Ok(vec![Some(dy); c.inputs.len()])
+    })?;
+    r.gradient("Select", |c| {
+        // `t`, `e` and `dy` have one shape; a vector condition picks rows, as forward.
+        let (b, dy) = (c.b, c.dy(0)?);
+        let zeros = b.zeros_like(dy)?;
+        let gt = b.select(c.x(0), dy, zeros)?;
+        Ok(vec![None, Some(gt), Some(b.select(c.x(0), zeros, dy)?)])
+    })?;
+    r.gradient("SelectV2", select_v2_grad)?;
+    r.gradient("ClipByValue", clip_by_value_grad)
+}
+
+/// `SelectV2`: `dy` goes to `t` where the condition holds, else to `e`, each summed back
+/// to its operand's shape.
+fn select_v2_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (cond, dy) = (c.x(0), c.dy(0)?);
+    let zeros = b.zeros_like(dy)?;
+    let gt = b.select_v2(cond, dy, zeros)?;
+    let ge = b.select_v2(cond, zeros, dy)?;
+    Ok(vec![
+        None,
+        Some(sum_to(b, gt, c.x(1))?),
+        Some(sum_to(b, ge, c.x(2))?),
+    ])
+}
+
+/// `ClipByValue(t, lo, hi)`: `dy` goes to `t` where `lo <= t <= hi`, to `lo` where
+/// `t < lo` and to `hi` where `t > hi`, each summed back to its operand's shape.
+fn clip_by_value_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (t, lo, hi, dy) = (c.x(0), c.x(1), c.x(2), c.dy(0)?);
+    let zeros = b.zeros_like(dy)?;
+    let below = b.less(t, lo)?;
+    let above = b.greater(t, hi)?;
+    let gt = b.select_v2(b.logical_or(below, above)?, zeros, dy)?;
+    let glo = b.select_v2(below, dy, zeros)?;
+    let ghi = b.select_v2(above, dy, zeros)?;
+    Ok(vec![
+        Some(sum_to(b, gt, t)?),
+        Some(sum_to(b, glo, lo)?),
+        Some(sum_to(b, ghi, hi)?),
+    ])
 }
 
 fn add_n_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -5,12 +5,18 @@
 //! Shapes follow TensorFlow's `ReductionShape`: with constant axes (negative ones count from
 //! the end, repeats allowed) the reduced dims are dropped or kept as 1; unknown axes give an
 //! unknown shape, or with `keep_dims` an unknown shape of the input's rank.
+//!
+//! Gradients follow TensorFlow's `math_grad.py`: `Sum`/`Mean` broadcast the gradient back,
+//! `Max`/`Min` share it between the tied extrema, `Prod` uses exclusive cumulative
+//! products (exact when elements are zero); `All`, `Any`, `ArgMax`, `ArgMin` are not
+//! differentiable.
 
 use std::collections::BTreeSet;
 
-use rill_graph::{DType, Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{DType, Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{type_attr, type_attr_default, with_rank_at_most, INDEX, NUMBER};
+use crate::gradient::{reduced_shape, scalar_like, sum_axes, unreduce, GradContext};
 use crate::Builder;
 
 /// `(op, input and output dtype spec)`; `None` is the bool-only `All`/`Any`.
@@ -24,7 +30,7 @@ const REDUCTIONS: &[(&str, Option<&str>)] = &[
     ("Any", None),
 ];
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for &(name, types) in REDUCTIONS {
         let t = if types.is_some() { "T" } else { "bool" };
         let mut def = OpDef::build(name)
@@ -60,7 +66,88 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                 .shape_fn(arg_reduction_shape),
         )?;
     }
+    r.gradient("Sum", |c| {
+        Ok(c.only(unreduce(c.b, c.dy(0)?, c.x(0), c.x(1))?))
+    })?;
+    r.gradient("Mean", mean_grad)?;
+    r.gradient("Max", min_max_grad)?;
+    r.gradient("Min", min_max_grad)?;
+    r.gradient("Prod", prod_grad)?;
+    for op in ["All", "Any", "ArgMax", "ArgMin"] {
+        r.no_gradient(op)?;
+    }
     Ok(())
+}
+
+/// `Mean`: the `Sum` gradient divided by the number of elements averaged.
+fn mean_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, y) = (c.x(0), c.y(0));
+    let g = unreduce(b, c.dy(0)?, x, c.x(1))?;
+    let dtype = c.dtype(x);
+    let factor = match (b.shape(x).num_elements(), b.shape(y).num_elements()) {
+        (Some(n), Some(m)) => scalar_like(b, dtype, (n / m.max(1)) as f64)?,
+        _ => {
+            let one = b.scalar_const(1i32)?;
+            let n = b.floor_div(b.size(x)?, b.maximum(b.size(y)?, one)?)?;
+            b.cast(n, dtype)?
+        }
+    };
+    Ok(c.only(b.div(g, factor)?))
+}
+
+/// `Max`/`Min` (TensorFlow's rule): the gradient is split evenly between the elements
+/// equal to the result.
+fn min_max_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, axes) = (c.x(0), c.x(1));
+    let kept = reduced_shape(b, x, axes)?;
+    let y = b.reshape(c.y(0), kept)?;
+    let g = b.reshape(c.dy(0)?, kept)?;
+    let hits = b.cast(b.equal(y, x)?, c.dtype(x))?;
+    let count = sum_axes(b, hits, axes, true)?;
+    Ok(c.only(b.mul(b.div(hits, count)?, g)?))
+}
+
+/// `Prod` (TensorFlow's rule, exact with zeros): the product of all other elements of each
+/// reduced group, from exclusive cumulative products both ways. Needs constant axes and a
+/// known rank.
+fn prod_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let x = c.x(0);
+    let (Some(rank), Some(axes)) = (b.shape(x).rank(), c.const_ints(c.x(1))) else {
+        return Err(c.error(
+            rill_graph::Code::Unimplemented,
+            "the gradient of Prod needs constant reduction axes and an input of known rank",
+        ));
+    };
+    let g = unreduce(b, c.dy(0)?, x, c.x(1))?;
+    let r = rank as i64;
+    let reduced: BTreeSet<i64> = axes
+        .iter()
+        .map(|&a| if a < 0 { a + r } else { a })
+        .filter(|a| (0..r).contains(a))
+        .collect();
+    let other: Vec<i64> = (0..r).filter(|a| !reduced.contains(a)).collect();
+    let perm: Vec<i64> = reduced
+        .iter()
+        .copied()
+        .chain(other.iter().copied())
+        .collect();
+    let shape = b.shape_of(x)?;
+    let count = |idx: &[i64]| -> Result<Output> {
+        let dims = b.gather(shape, b.index_const(idx)?, 0)?;
+        b.prod(dims, &[0], false)
+    };
+    let reduced_idx: Vec<i64> = reduced.iter().copied().collect();
+    let flat = b.stack(&[count(&reduced_idx)?, count(&other)?], 0)?;
+    let permuted = b.transpose_perm(x, &perm)?;
+    let rows = b.reshape(permuted, flat)?;
+    let left = b.cumprod(rows, 0, true, false)?;
+    let right = b.cumprod(rows, 0, true, true)?;
+    let others = b.reshape(b.mul(left, right)?, b.shape_of(permuted)?)?;
+    let back = b.transpose(others, b.invert_permutation(b.index_const(&perm)?)?)?;
+    Ok(c.only(b.mul(g, back)?))
 }
 
 fn reduction_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

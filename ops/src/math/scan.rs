@@ -1,12 +1,14 @@
 //! Cumulative scans along an axis: `Cumsum` and `Cumprod` (`exclusive`, `reverse`), with
-//! builder methods. The output has the input's shape; the axis must be a scalar.
+//! builder methods and gradients. The output has the input's shape; the axis must be a
+//! scalar.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{type_attr, type_attr_default, INDEX, NUMBER};
+use crate::gradient::GradContext;
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for name in ["Cumsum", "Cumprod"] {
         r.register(
             OpDef::build(name)
@@ -20,7 +22,29 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                 .shape_fn(scan_shape),
         )?;
     }
-    Ok(())
+    // TensorFlow's rules: the gradient of a scan is the scan of the gradient the other way.
+    r.gradient("Cumsum", |c| {
+        let g = scan(c, "Cumsum", c.dy(0)?, true)?;
+        Ok(vec![Some(g), None])
+    })?;
+    r.gradient("Cumprod", |c| {
+        // Exact only where no element is zero (as in TensorFlow).
+        let b = c.b;
+        let g = scan(c, "Cumsum", b.mul(c.y(0), c.dy(0)?)?, true)?;
+        Ok(vec![Some(b.div(g, c.x(0))?), None])
+    })
+}
+
+/// `op` of `x` along the forward node's axis with its `exclusive` attr, and its `reverse`
+/// attr flipped when `flip`.
+fn scan(c: &GradContext, op: &str, x: Output, flip: bool) -> Result<Output> {
+    let reverse = c.attr_bool("reverse")? != flip;
+    c.b.op(op)
+        .input(x)
+        .input(c.x(1))
+        .attr("exclusive", c.attr_bool("exclusive")?)
+        .attr("reverse", reverse)
+        .build_output()
 }
 
 fn scan_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

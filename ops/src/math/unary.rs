@@ -3,10 +3,12 @@
 //! line of a table giving its allowed `T`; plus the builder's `unary` and named methods.
 //!
 //! Shapes: the output has the input's shape; a gradient helper's inputs must merge.
+//! Gradients: each differentiable op's gradient function is in the `GRADIENTS` table.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{type_attr, FLOAT, NUMBER, SIGNED};
+use crate::gradient::{scalar_like, GradContext, GradFn};
 use crate::Builder;
 
 /// What an op's `y` is.
@@ -61,7 +63,7 @@ const GRADS: &[&str] = &[
     "InvGrad",
 ];
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for &(name, types, out) in UNARY {
         let y = if out == Bool { "y: bool" } else { "y: T" };
         r.register(
@@ -88,7 +90,77 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                 .shape_fn(merge_both),
         )?;
     }
+    for &(op, f) in GRADIENTS {
+        r.gradient(op, f)?;
+    }
+    for op in [
+        "Floor",
+        "Ceil",
+        "Round",
+        "Rint",
+        "IsNan",
+        "IsInf",
+        "IsFinite",
+        "LogicalNot",
+    ] {
+        r.no_gradient(op)?;
+    }
     Ok(())
+}
+
+/// Gradient functions (TensorFlow's `math_grad.py`). `Floor`, `Ceil`, `Round`, `Rint`
+/// have none (piecewise constant), `Sign`'s is zero.
+const GRADIENTS: &[(&str, GradFn)] = &[
+    ("Neg", |c| Ok(c.only(c.b.neg(c.dy(0)?)?))),
+    ("Abs", |c| Ok(c.only(c.b.mul(c.dy(0)?, c.b.sign(c.x(0))?)?))),
+    ("Sign", |c| Ok(c.only(c.b.zeros_like(c.x(0))?))),
+    ("Square", |c| {
+        let two = scalar_like(c.b, c.dtype(c.x(0)), 2.0)?;
+        Ok(c.only(c.b.mul(c.dy(0)?, c.b.mul(c.x(0), two)?)?))
+    }),
+    ("Sqrt", |c| output_grad(c, "SqrtGrad")),
+    ("Rsqrt", |c| output_grad(c, "RsqrtGrad")),
+    ("Tanh", |c| output_grad(c, "TanhGrad")),
+    ("Sigmoid", |c| output_grad(c, "SigmoidGrad")),
+    ("Reciprocal", |c| output_grad(c, "ReciprocalGrad")),
+    ("Inv", |c| output_grad(c, "InvGrad")),
+    ("Exp", |c| Ok(c.only(c.b.mul(c.dy(0)?, c.y(0))?))),
+    (
+        "Expm1",
+        |c| Ok(c.only(c.b.mul(c.dy(0)?, c.b.exp(c.x(0))?)?)),
+    ),
+    ("Log", |c| {
+        Ok(c.only(c.b.mul(c.dy(0)?, c.b.reciprocal(c.x(0))?)?))
+    }),
+    ("Log1p", |c| {
+        let one = scalar_like(c.b, c.dtype(c.x(0)), 1.0)?;
+        let r = c.b.reciprocal(c.b.add(one, c.x(0))?)?;
+        Ok(c.only(c.b.mul(c.dy(0)?, r)?))
+    }),
+    ("Sin", |c| Ok(c.only(c.b.mul(c.dy(0)?, c.b.cos(c.x(0))?)?))),
+    ("Cos", |c| {
+        Ok(c.only(c.b.neg(c.b.mul(c.dy(0)?, c.b.sin(c.x(0))?)?)?))
+    }),
+    ("Tan", |c| {
+        let sec2 = c.b.square(c.b.reciprocal(c.b.cos(c.x(0))?)?)?;
+        Ok(c.only(c.b.mul(c.dy(0)?, sec2)?))
+    }),
+    ("Erf", |c| erf_grad(c, std::f64::consts::FRAC_2_SQRT_PI)),
+    ("Erfc", |c| erf_grad(c, -std::f64::consts::FRAC_2_SQRT_PI)),
+];
+
+/// `op(y, dy)`: the gradient helpers that take the forward output (`TanhGrad`, ...).
+fn output_grad(c: &GradContext, op: &str) -> Result<Vec<Option<Output>>> {
+    let g = c.b.op(op).input(c.y(0)).input(c.dy(0)?).build_output()?;
+    Ok(c.only(g))
+}
+
+/// `dy * scale * exp(-x^2)` (`scale` is ±2/sqrt(pi)).
+fn erf_grad(c: &GradContext, scale: f64) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let k = scalar_like(b, c.dtype(c.x(0)), scale)?;
+    let e = b.exp(b.neg(b.square(c.x(0))?)?)?;
+    Ok(c.only(b.mul(c.dy(0)?, b.mul(k, e)?)?))
 }
 
 /// Both inputs have the same shape, which is the output's.

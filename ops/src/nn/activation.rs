@@ -3,9 +3,12 @@
 //! builder methods.
 //!
 //! Shapes: an activation keeps its input's shape; a gradient's two inputs must merge.
+//! Gradients: each activation's gradient is its `<op>Grad` op, fed the input or output as
+//! TensorFlow does (`GRAD_OPS`).
 
-use rill_graph::{OpDef, OpDefBuilder, OpRegistry, Output, Result};
+use rill_graph::{OpDef, OpDefBuilder, Output, Result};
 
+use crate::gradient::GradContext;
 use crate::math::common::{type_attr, type_attr_default, FLOAT, NUMBER};
 use crate::Builder;
 
@@ -43,7 +46,7 @@ fn with_attrs(def: OpDefBuilder, set: &str, leaky: bool) -> OpDefBuilder {
     }
 }
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for &(name, set, leaky) in ACTIVATIONS {
         let def = OpDef::build(name)
             .input("features: T")
@@ -57,7 +60,49 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("backprops: T");
         r.register(with_attrs(def, set, leaky).shape_fn(crate::math::unary::merge_both))?;
     }
-    Ok(())
+    for &(op, from_output) in GRAD_OPS {
+        r.gradient(op, if from_output { from_y } else { from_x })?;
+    }
+    // The second derivative of Relu is zero: ReluGrad's gradient masks like ReluGrad.
+    r.gradient("ReluGrad", |c| {
+        let g =
+            c.b.op("ReluGrad")
+                .input(c.dy(0)?)
+                .input(c.x(1))
+                .build_output()?;
+        Ok(vec![Some(g), Some(c.b.zeros_like(c.x(1))?)])
+    })
+}
+
+/// `(op, whether its gradient op <op>Grad takes the output rather than the input)`, as
+/// TensorFlow's `nn_grad.py` calls them.
+const GRAD_OPS: &[(&str, bool)] = &[
+    ("Relu", true),
+    ("Relu6", false),
+    ("Elu", true),
+    ("Selu", true),
+    ("LeakyRelu", false),
+    ("Softplus", false),
+    ("Softsign", false),
+];
+
+/// `<op>Grad(dy, features)` (with `alpha` for LeakyRelu).
+fn from_x(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    grad_op(c, c.x(0))
+}
+
+/// `<op>Grad(dy, activations)`.
+fn from_y(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    grad_op(c, c.y(0))
+}
+
+fn grad_op(c: &GradContext, second: Output) -> Result<Vec<Option<Output>>> {
+    let op = format!("{}Grad", c.op_type());
+    let mut nb = c.b.op(&op).input(c.dy(0)?).input(second);
+    if op == "LeakyReluGrad" {
+        nb = nb.attr("alpha", c.attr_float("alpha")?);
+    }
+    Ok(c.only(nb.build_output()?))
 }
 
 macro_rules! activation_methods {

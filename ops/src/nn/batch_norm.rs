@@ -7,7 +7,7 @@
 //! the channel dim; `y` is `x`, the statistics are `[channels]`, V3's last reserve space is
 //! unknown.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::math::common::{merge_input_dims, replace_dim};
 use crate::Builder;
@@ -15,7 +15,7 @@ use crate::Builder;
 const FORMAT_2D: &str = "data_format: {'NHWC', 'NCHW'} = 'NHWC'";
 const FORMAT_2D_3D: &str = "data_format: {'NHWC', 'NCHW', 'NDHWC', 'NCDHW'} = 'NHWC'";
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     let versions = [
         ("FusedBatchNorm", "T", "T: {float}", None, FORMAT_2D),
         (

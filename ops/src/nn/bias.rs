@@ -2,16 +2,17 @@
 //! gradient `BiasAddGrad` and the legacy `BiasAddV1`; with builder methods.
 //!
 //! Shapes follow TensorFlow's `BiasAddShape`: `value` has rank >= 2 (>= 3 for NCHW), the
-//! bias length merges with the channel dim (last, or dim 1 for NCHW).
+//! bias length merges with the channel dim (last, or dim 1 for NCHW). `BiasAdd` and
+//! `BiasAddV1` have gradients (through `BiasAddGrad`).
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::math::common::{merge_input_dims, replace_dim, type_attr, NUMBER};
 use crate::Builder;
 
 const FORMAT: &str = "data_format: {'NHWC', 'NCHW'} = 'NHWC'";
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("BiasAdd")
             .attr(&type_attr("T", NUMBER))
@@ -36,7 +37,19 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .input("bias: T")
             .output("output: T")
             .shape_fn(bias_add_shape),
-    )
+    )?;
+    // The value's gradient passes through; the bias's sums over all but the channel dim.
+    r.gradient("BiasAdd", |c| {
+        let dy = c.dy(0)?;
+        let nb = c.b.op("BiasAddGrad").input(dy);
+        let db = c.with_attrs(nb, &["data_format"])?.build_output()?;
+        Ok(vec![Some(dy), Some(db)])
+    })?;
+    r.gradient("BiasAddV1", |c| {
+        let dy = c.dy(0)?;
+        let db = c.b.op("BiasAddGrad").input(dy).build_output()?;
+        Ok(vec![Some(dy), Some(db)])
+    })
 }
 
 fn is_nchw(cx: &InferenceContext) -> bool {

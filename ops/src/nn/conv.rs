@@ -4,13 +4,15 @@
 //!
 //! Shapes follow TensorFlow's `Conv2DShapeWithExplicitPadding` and friends: filters are
 //! HWIO, output sizes come from [`windowed_output_size`] (dilation, SAME/VALID/EXPLICIT),
-//! and channel counts that disagree are errors naming both inputs.
+//! and channel counts that disagree are errors naming both inputs. `Conv2D` has a gradient
+//! (the two backprop ops).
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{
     data_format, explicit_paddings, four_ints, padding, windowed_output_size, Window,
 };
+use crate::gradient::GradContext;
 use crate::math::common::{merge_input_dims, shape_with_rank, type_attr, FLOAT};
 use crate::Builder;
 
@@ -19,7 +21,7 @@ const EXPLICIT: &str = "explicit_paddings: list(int) = []";
 const FORMAT: &str = "data_format: {'NHWC', 'NCHW'} = 'NHWC'";
 const DILATIONS: &str = "dilations: list(int) = [1, 1, 1, 1]";
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     let conv_types = format!("{FLOAT}, int32");
     let conv = |name: &str, types: &str| {
         OpDef::build(name)
@@ -64,7 +66,36 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr(FORMAT)
             .attr(DILATIONS)
             .shape_fn(depthwise_shape),
-    )
+    )?;
+    r.gradient("Conv2D", conv2d_grad)
+}
+
+/// `Conv2D`'s gradients: `Conv2DBackpropInput` and `Conv2DBackpropFilter` with the forward
+/// node's geometry.
+fn conv2d_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    const ATTRS: [&str; 6] = [
+        "strides",
+        "padding",
+        "explicit_paddings",
+        "data_format",
+        "dilations",
+        "use_cudnn_on_gpu",
+    ];
+    let b = c.b;
+    let (input, filter, dy) = (c.x(0), c.x(1), c.dy(0)?);
+    let nb = b
+        .op("Conv2DBackpropInput")
+        .input(b.shape_of(input)?)
+        .input(filter)
+        .input(dy);
+    let dx = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    let nb = b
+        .op("Conv2DBackpropFilter")
+        .input(input)
+        .input(b.shape_of(filter)?)
+        .input(dy);
+    let dw = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    Ok(vec![Some(dx), Some(dw)])
 }
 
 /// Output height and width of a convolution of input 0 by the HWIO filter `filter`.

@@ -3,15 +3,18 @@
 //! and `L2Loss`; with builder methods.
 //!
 //! Shapes: `loss` is `[batch]`, `backprop` is `[batch, classes]`; `L2Loss` is a scalar.
+//! Gradients: TensorFlow's (the logits' gradient reuses the `backprop` output; sparse labels
+//! get none).
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
+use crate::gradient::{sum_to, GradContext};
 use crate::math::common::{
     merge_input_dims, replace_dim, type_attr, type_attr_default, FLOAT, INDEX,
 };
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("SoftmaxCrossEntropyWithLogits")
             .input("features: T")
@@ -37,7 +40,54 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("output: T")
             .attr(&type_attr("T", FLOAT))
             .shape_fn(rill_graph::shape_fn::scalars),
-    )
+    )?;
+    r.gradient("SoftmaxCrossEntropyWithLogits", |c| {
+        let b = c.b;
+        let (features, labels) = (c.x(0), c.x(1));
+        let g = logits_grad(c)?;
+        // d loss / d labels = -log_softmax(logits); d backprop / d labels = -1 (a term
+        // TensorFlow leaves out).
+        let mut parts = vec![];
+        if let Some(gl) = c.grads[0] {
+            let neg_log = b.neg(b.log_softmax(features)?)?;
+            parts.push(b.mul(b.expand_dims(gl, -1)?, neg_log)?);
+        }
+        if let Some(gg) = c.grads[1] {
+            parts.push(b.neg(gg)?);
+        }
+        let labels_grad = match parts.as_slice() {
+            [] => None,
+            [one] => Some(sum_to(b, *one, labels)?),
+            _ => Some(sum_to(b, b.add_n(&parts)?, labels)?),
+        };
+        Ok(vec![Some(sum_to(b, g, features)?), labels_grad])
+    })?;
+    r.gradient("SparseSoftmaxCrossEntropyWithLogits", |c| {
+        Ok(vec![Some(logits_grad(c)?), None])
+    })?;
+    r.gradient("L2Loss", |c| Ok(c.only(c.b.mul(c.x(0), c.dy(0)?)?)))
+}
+
+/// The logits' gradient of a softmax cross-entropy (TensorFlow's rule): the loss gradient
+/// times the op's `backprop` output (`softmax - labels`, so exact when each row of labels
+/// sums to 1, as the op requires), plus, when the `backprop` output itself has a gradient
+/// `gg`, `(gg - sum(gg * softmax)) * softmax`.
+fn logits_grad(c: &GradContext) -> Result<Output> {
+    let b = c.b;
+    let mut parts = vec![];
+    if let Some(gl) = c.grads[0] {
+        parts.push(b.mul(b.expand_dims(gl, -1)?, c.y(1))?);
+    }
+    if let Some(gg) = c.grads[1] {
+        let softmax = b.softmax(c.x(0))?;
+        let dot = b.sum(b.mul(gg, softmax)?, &[-1], true)?;
+        parts.push(b.mul(b.sub(gg, dot)?, softmax)?);
+    }
+    match parts.as_slice() {
+        [] => b.zeros_like(c.y(1)),
+        [one] => Ok(*one),
+        _ => b.add_n(&parts),
+    }
 }
 
 fn dense_xent_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -1,11 +1,11 @@
 //! `LRN`: local response normalization across channels of a 4-D NHWC tensor, with a
 //! builder method. The output has the input's shape.
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("LRN")
             .input("input: T")

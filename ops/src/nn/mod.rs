@@ -2,7 +2,7 @@
 //! losses, fused batch normalization, LRN and top-k; each with its shape function and
 //! builder methods.
 
-use rill_graph::{OpRegistry, Result};
+use rill_graph::Result;
 
 mod activation;
 mod batch_norm;
@@ -15,7 +15,7 @@ mod pool;
 mod softmax;
 mod topk;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     activation::register(r)?;
     batch_norm::register(r)?;
     bias::register(r)?;

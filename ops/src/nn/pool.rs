@@ -3,8 +3,9 @@
 //!
 //! Shapes follow TensorFlow's `MaxPoolShapeWithExplicitPadding` / `AvgPoolShape`: the
 //! batch dim passes through, H and W (and for max pooling the depth) are windowed.
+//! `MaxPool` and `AvgPool` have gradients (through `MaxPoolGrad` / `AvgPoolGrad`).
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{
     data_format, explicit_paddings, four_ints, padding, windowed_output_size, Padding, Window,
@@ -16,7 +17,7 @@ const MAX_POOL_T: &str = "bfloat16, half, float, double, int32, int64, uint8, in
 const FORMAT: &str = "data_format: {'NHWC', 'NCHW'} = 'NHWC'";
 const FORMAT_VECT_C: &str = "data_format: {'NHWC', 'NCHW', 'NCHW_VECT_C'} = 'NHWC'";
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("MaxPool")
             .input("input: T")
@@ -76,7 +77,30 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr(FORMAT)
             .attr(&type_attr("T", FLOAT))
             .shape_fn(avg_pool_grad_shape),
-    )
+    )?;
+    r.gradient("MaxPool", |c| {
+        let nb =
+            c.b.op("MaxPoolGrad")
+                .input(c.x(0))
+                .input(c.y(0))
+                .input(c.dy(0)?);
+        let attrs = [
+            "ksize",
+            "strides",
+            "padding",
+            "explicit_paddings",
+            "data_format",
+        ];
+        Ok(c.only(c.with_attrs(nb, &attrs)?.build_output()?))
+    })?;
+    r.gradient("AvgPool", |c| {
+        let nb =
+            c.b.op("AvgPoolGrad")
+                .input(c.b.shape_of(c.x(0))?)
+                .input(c.dy(0)?);
+        let attrs = ["ksize", "strides", "padding", "data_format"];
+        Ok(c.only(c.with_attrs(nb, &attrs)?.build_output()?))
+    })
 }
 
 /// The pooled shape of input 0; `pool_depth` also windows the channel dim (max pooling).

@@ -1,12 +1,12 @@
 //! `Softmax` and `LogSoftmax` over the last dimension, with builder methods. The output has
-//! the input's shape, which must have rank >= 1.
+//! the input's shape, which must have rank >= 1. Both have gradients (TensorFlow's).
 
-use rill_graph::{InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::math::common::{type_attr, FLOAT};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for (name, out) in [("Softmax", "softmax: T"), ("LogSoftmax", "logsoftmax: T")] {
         r.register(
             OpDef::build(name)
@@ -16,7 +16,20 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
                 .shape_fn(softmax_shape),
         )?;
     }
-    Ok(())
+    // softmax: (dy - sum(dy * y)) * y over the last dim.
+    r.gradient("Softmax", |c| {
+        let b = c.b;
+        let (y, dy) = (c.y(0), c.dy(0)?);
+        let dot = b.sum(b.mul(dy, y)?, &[-1], true)?;
+        Ok(c.only(b.mul(b.sub(dy, dot)?, y)?))
+    })?;
+    // log_softmax: dy - sum(dy) * exp(y) over the last dim.
+    r.gradient("LogSoftmax", |c| {
+        let b = c.b;
+        let dy = c.dy(0)?;
+        let total = b.sum(dy, &[-1], true)?;
+        Ok(c.only(b.sub(dy, b.mul(total, b.exp(c.y(0))?)?)?))
+    })
 }
 
 fn softmax_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

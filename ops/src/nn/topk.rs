@@ -2,9 +2,9 @@
 //! `InTopKV2` (whether each target is among the top `k` predictions); with builder methods.
 //!
 //! Shapes: TopKV2 replaces the last dim with `k` (an error when a known last dim is
-//! smaller than a constant `k`); InTopKV2 gives `[batch]`.
+//! smaller than a constant `k`); InTopKV2 gives `[batch]` and is not differentiable.
 
-use rill_graph::{Dim, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::math::common::{
     concat_shapes, merge_input_dims, scalar_input_dim, subshape, type_attr, type_attr_default,
@@ -12,7 +12,7 @@ use crate::math::common::{
 };
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("TopKV2")
             .input("input: T")
@@ -37,7 +37,9 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .output("precision: bool")
             .attr(&type_attr_default("T", "int32, int64", "DT_INT32"))
             .shape_fn(in_top_k_shape),
-    )
+    )?;
+    r.no_gradient("InTopKV2")?;
+    Ok(())
 }
 
 fn top_k_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

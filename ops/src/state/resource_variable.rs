@@ -5,13 +5,16 @@
 //! Shape inference sees only the handle (a scalar), not the variable behind it, so
 //! `ReadVariableOp`'s output shape is unknown at graph time. Reads and writes are marked
 //! stateful so that graph rewrites never merge or reorder them.
+//!
+//! Gradients: `ReadVariableOp` passes its gradient to the handle (so gradients can be taken
+//! with respect to a variable's handle); handles and initialization checks have none.
 
 use rill_graph::shape_fn::{no_outputs, scalars, unknown_outputs};
-use rill_graph::{DType, NodeId, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{DType, NodeId, OpDef, Output, Result, Shape};
 
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     r.register(
         OpDef::build("VarHandleOp")
             .output("resource: resource")
@@ -64,7 +67,12 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .attr("ignore_lookup_error: bool = true")
             .stateful()
             .shape_fn(no_outputs),
-    )
+    )?;
+    // A read passes its gradient on to the handle (TensorFlow's `_ReadGrad`).
+    r.gradient("ReadVariableOp", |c| Ok(c.only(c.dy(0)?)))?;
+    r.no_gradient("VarHandleOp")?;
+    r.no_gradient("VarIsInitializedOp")?;
+    Ok(())
 }
 
 impl Builder {

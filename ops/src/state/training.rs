@@ -6,7 +6,7 @@
 //! hyper-parameters are scalars. Resource handles carry no shape at graph time, so only
 //! the scalars are checked for the resource forms.
 
-use rill_graph::{InferenceContext, NodeId, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{InferenceContext, NodeId, OpDef, Output, Result, Shape};
 
 use crate::array::common::{check_scalar, merge_all, NUMBER_TYPES};
 use crate::Builder;
@@ -111,7 +111,7 @@ fn resource_momentum_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     Ok(vec![])
 }
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     let t = format!("T: {{{NUMBER_TYPES}}}");
     for o in &OPTIMIZERS {
         for resource in [false, true] {

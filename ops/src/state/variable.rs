@@ -3,14 +3,17 @@
 //!
 //! TensorFlow leaves the ops that take a `Ref` input unmarked and has its rewrites skip
 //! ref inputs; Rill marks them stateful instead, so no rewrite merges or folds them.
+//!
+//! Variables and initialization checks are not differentiable (a gradient with respect to
+//! a variable is taken at its output).
 
 use rill_graph::shape_fn::scalars;
-use rill_graph::{DType, InferenceContext, OpDef, OpRegistry, Output, Result, Shape};
+use rill_graph::{DType, InferenceContext, OpDef, Output, Result, Shape};
 
 use crate::array::common::{name, NUMBER_TYPES};
 use crate::Builder;
 
-pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for op in ["VariableV2", "Variable"] {
         r.register(
             OpDef::build(op)
@@ -55,7 +58,11 @@ pub(crate) fn register(r: &mut OpRegistry) -> Result<()> {
             .allows_uninitialized_input()
             .stateful()
             .shape_fn(scalars),
-    )
+    )?;
+    for op in ["VariableV2", "Variable", "IsVariableInitialized"] {
+        r.no_gradient(op)?;
+    }
+    Ok(())
 }
 
 fn variable_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
