@@ -68,7 +68,21 @@ impl Tensor {
             }
             return proto;
         }
-        proto.tensor_content = match self.buffer() {
+        match (self.raw_bytes(), self.buffer()) {
+            (Some(bytes), _) => proto.tensor_content = bytes,
+            (None, Buffer::String(v)) => proto.string_val = v.clone(),
+            (None, Buffer::Resource(v)) => {
+                proto.resource_handle_val = v.iter().map(handle_to_proto).collect()
+            }
+            (None, _) => {}
+        }
+        proto
+    }
+
+    /// The values as packed little-endian bytes (TensorFlow's `tensor_content` layout;
+    /// bool as one byte); `None` for strings and resource handles.
+    pub fn raw_bytes(&self) -> Option<Vec<u8>> {
+        Some(match self.buffer() {
             Buffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::F16(v) => bytemuck::cast_slice(v).to_vec(),
@@ -82,16 +96,8 @@ impl Tensor {
             Buffer::U32(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::U64(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::Bool(v) => v.iter().map(|&b| b as u8).collect(),
-            Buffer::String(v) => {
-                proto.string_val = v.clone();
-                Vec::new()
-            }
-            Buffer::Resource(v) => {
-                proto.resource_handle_val = v.iter().map(handle_to_proto).collect();
-                Vec::new()
-            }
-        };
-        proto
+            Buffer::String(_) | Buffer::Resource(_) => return None,
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rill_graph::{Buffer, DType, Error, Graph, Result, Shape, Tensor};
+use rill_graph::{DType, Error, Graph, Result, Shape, Tensor};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
@@ -99,27 +99,8 @@ fn st_dtype(d: DType) -> Result<Dtype> {
 }
 
 fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    Ok(match t.buffer() {
-        Buffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::F16(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::BF16(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::I8(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::I16(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::I32(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::I64(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::U8(v) => v.clone(),
-        Buffer::U16(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::U32(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::U64(v) => bytemuck::cast_slice(v).to_vec(),
-        Buffer::Bool(v) => v.iter().map(|&b| b as u8).collect(),
-        other => {
-            return Err(Error::unimplemented(format!(
-                "cannot checkpoint {} values",
-                other.dtype()
-            )))
-        }
-    })
+    t.raw_bytes()
+        .ok_or_else(|| Error::unimplemented(format!("cannot checkpoint {} values", t.dtype())))
 }
 
 /// Rebuilds a tensor from safetensors bytes through the TensorProto decoder (one place

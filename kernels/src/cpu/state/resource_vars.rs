@@ -9,6 +9,7 @@
 use rill_graph::{DType, Error, Node, ResourceHandle, Result, Shape, Tensor};
 
 use super::apply::{elementwise_update, Update};
+use super::variables::{resource_key, resource_name};
 use crate::{Kernel, KernelContext, KernelRegistry};
 
 pub(crate) fn register(r: &mut KernelRegistry) {
@@ -40,11 +41,7 @@ fn dtype_attr(node: &Node) -> DType {
 /// The handle a resource input carries, as the variable's key.
 pub(crate) fn handle_key(t: &Tensor) -> Result<String> {
     let h = t.scalar_value::<ResourceHandle>()?;
-    Ok(if h.container.is_empty() {
-        h.name
-    } else {
-        format!("{}/{}", h.container, h.name)
-    })
+    Ok(resource_key(&h.container, &h.name))
 }
 
 struct VarHandle {
@@ -52,23 +49,9 @@ struct VarHandle {
 }
 
 fn var_handle(node: &Node) -> Result<Box<dyn Kernel>> {
-    let shared = node
-        .attr("shared_name")
-        .and_then(|a| a.as_str())
-        .unwrap_or("");
-    let container = node
-        .attr("container")
-        .and_then(|a| a.as_str())
-        .unwrap_or("");
+    let (container, name) = resource_name(node);
     Ok(Box::new(VarHandle {
-        handle: ResourceHandle {
-            container: container.to_string(),
-            name: if shared.is_empty() {
-                node.name.clone()
-            } else {
-                shared.to_string()
-            },
-        },
+        handle: ResourceHandle { container, name },
     }))
 }
 

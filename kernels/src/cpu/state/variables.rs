@@ -21,8 +21,9 @@ pub(crate) fn register(r: &mut KernelRegistry) {
     r.cpu("IsVariableInitialized", |_| Ok(Box::new(IsInitialized)));
 }
 
-/// The resource name of a TF1 variable node: `shared_name`, else the node name.
-pub fn variable_key(node: &Node) -> String {
+/// The (container, name) a variable node's resource goes by: its `shared_name`, else the
+/// node name (TF1 variables and `VarHandleOp` alike).
+pub(crate) fn resource_name(node: &Node) -> (String, String) {
     let shared = node
         .attr("shared_name")
         .and_then(|a| a.as_str())
@@ -36,11 +37,22 @@ pub fn variable_key(node: &Node) -> String {
     } else {
         shared
     };
+    (container.to_string(), name.to_string())
+}
+
+/// The key a resource is stored under: `container/name`, or `name` without a container.
+pub(crate) fn resource_key(container: &str, name: &str) -> String {
     if container.is_empty() {
         name.to_string()
     } else {
         format!("{container}/{name}")
     }
+}
+
+/// The key of a variable node's resource (see [`resource_key`]).
+pub fn variable_key(node: &Node) -> String {
+    let (container, name) = resource_name(node);
+    resource_key(&container, &name)
 }
 
 /// The declared dtype and shape of a variable node.
