@@ -100,11 +100,17 @@ impl Step {
     fn run_node(&self, i: usize) -> Result<()> {
         let node = &self.plan.nodes[i];
         let mut inputs = Vec::with_capacity(node.input_slots.len());
-        for slot in &node.input_slots {
+        for (i, slot) in node.input_slots.iter().enumerate() {
             match slot.map(|s| self.read(s)) {
                 Some(Some(t)) => inputs.push(t),
-                // A reference input: the kernel uses the variable, not this placeholder.
-                None => inputs.push(self.empty.clone()),
+                None => match &node.variable_reads[i] {
+                    Some(var) => inputs.push(
+                        var.read()
+                            .map_err(|e| e.at_node(var.name(), "VariableV2"))?,
+                    ),
+                    // A reference input: the kernel uses the variable, not this placeholder.
+                    None => inputs.push(self.empty.clone()),
+                },
                 Some(None) => {
                     return Err(
                         Error::internal("an input was not produced").at_node(&node.name, &node.op)

@@ -19,11 +19,15 @@ pub struct PlanNode {
     pub name: String,
     pub op: String,
     pub kernel: Box<dyn Kernel>,
-    /// Slot of each data input; `None` for a TF1 reference input, whose kernel reaches the
-    /// variable through `ref_inputs` instead.
+    /// Slot of each data input; `None` for an input taken from a variable node, which the
+    /// executor reads (`variable_reads`) or the kernel updates (`ref_inputs`) when this
+    /// node runs.
     pub input_slots: Vec<Option<usize>>,
     /// The variable behind each reference input (`None` elsewhere).
     pub ref_inputs: Vec<Option<Arc<Variable>>>,
+    /// The variable whose current value each input reads (`None` elsewhere); read when
+    /// this node runs, not when the variable node ran.
+    pub variable_reads: Vec<Option<Arc<Variable>>>,
     /// Whether each output is read in the step (by a consumer or a fetch).
     pub outputs_needed: Vec<bool>,
     /// Slot of each output, `None` where nothing in the plan reads it.
@@ -112,12 +116,19 @@ impl Plan {
                 .at_node(&node.name, node.op_name()));
             }
             let kernel = kernels.create(node, DeviceType::Cpu)?;
-            let ref_inputs = resolve_ref_inputs(graph, id, resources)?;
+            let VariableInputs {
+                refs: ref_inputs,
+                reads: variable_reads,
+            } = resolve_variable_inputs(graph, id, resources)?;
             let input_slots = node
                 .inputs
                 .iter()
-                .zip(&ref_inputs)
-                .map(|(&o, r)| if r.is_some() { None } else { Some(slot_of(o)) })
+                .zip(ref_inputs.iter().zip(&variable_reads))
+                .map(|(&o, (r, v))| match (r, v) {
+                    (Some(_), _) => None,
+                    (None, Some(_)) if !fed.contains(&o) => None,
+                    _ => Some(slot_of(o)),
+                })
                 .collect();
             initial_pending[i] = (node.inputs.iter().filter(|o| !fed.contains(o)).count()
                 + node.control_inputs.len()) as u32;
@@ -128,6 +139,7 @@ impl Plan {
                 kernel,
                 input_slots,
                 ref_inputs,
+                variable_reads,
                 output_slots: vec![None; node.num_outputs()],
                 outputs_needed: vec![false; node.num_outputs()],
                 consumers: vec![],
@@ -186,35 +198,49 @@ impl Plan {
     }
 }
 
-/// For each data input of `id`, the variable behind it when the op takes it as a TF1
-/// reference (`Ref(T)`) and it comes from a `VariableV2`/`Variable` node.
-fn resolve_ref_inputs(
+/// How a node reaches the variables behind its inputs, per data input: `refs[i]` when the
+/// op takes input `i` as a TF1 reference (`Ref(T)`) and `reads[i]` when it reads the value
+/// of a variable node. Both read or update the variable when the consumer runs, as
+/// TensorFlow dereferences a ref at its consumer, so a control dependency on an `Assign`
+/// orders the read after it.
+struct VariableInputs {
+    refs: Vec<Option<Arc<Variable>>>,
+    reads: Vec<Option<Arc<Variable>>>,
+}
+
+fn resolve_variable_inputs(
     graph: &Graph,
     id: NodeId,
     resources: &ResourceMgr,
-) -> Result<Vec<Option<Arc<Variable>>>> {
+) -> Result<VariableInputs> {
     let node = graph.node(id);
-    let mut refs = vec![None; node.inputs.len()];
-    if !node.op.inputs.iter().any(|a| a.is_ref) {
-        return Ok(refs);
+    let mut out = VariableInputs {
+        refs: vec![None; node.inputs.len()],
+        reads: vec![None; node.inputs.len()],
+    };
+    let from_variable =
+        |o: &rill_graph::Output| matches!(graph.node(o.node).op_name(), "VariableV2" | "Variable");
+    if !node.inputs.iter().any(from_variable) {
+        return Ok(out);
     }
     let lengths = node.op.arg_lengths(&node.op.inputs, &node.attrs)?;
     let mut at = 0;
     for (arg, len) in node.op.inputs.iter().zip(lengths) {
-        for (slot, input) in refs[at..at + len]
-            .iter_mut()
-            .zip(&node.inputs[at..at + len])
-        {
-            let src = graph.node(input.node);
-            if arg.is_ref && matches!(src.op_name(), "VariableV2" | "Variable") {
+        for i in at..at + len {
+            let src = graph.node(node.inputs[i].node);
+            if from_variable(&node.inputs[i]) {
                 let (dtype, shape) = rill_kernels::variable_spec(src);
-                *slot =
-                    Some(resources.variable(&rill_kernels::variable_key(src), dtype, &shape)?);
+                let var = resources.variable(&rill_kernels::variable_key(src), dtype, &shape)?;
+                if arg.is_ref {
+                    out.refs[i] = Some(var);
+                } else {
+                    out.reads[i] = Some(var);
+                }
             }
         }
         at += len;
     }
-    Ok(refs)
+    Ok(out)
 }
 
 /// A step's (feeds, fetches, targets), by name.

@@ -236,7 +236,7 @@ impl Apply {
         (0..self.optimizer.num_vars())
             .map(|i| {
                 if self.resource {
-                    cx.resources.lookup(&handle_key(&inputs[i])?)
+                    super::resource_vars::existing(cx, &handle_key(&inputs[i])?)
                 } else {
                     cx.ref_input(i)
                 }

@@ -44,6 +44,14 @@ pub(crate) fn handle_key(t: &Tensor) -> Result<String> {
     Ok(resource_key(&h.container, &h.name))
 }
 
+/// The variable a handle names; one never assigned is FailedPrecondition naming it, as
+/// for a TF1 variable.
+pub(crate) fn existing(cx: &KernelContext, key: &str) -> Result<std::sync::Arc<crate::Variable>> {
+    cx.resources.lookup(key).map_err(|_| {
+        Error::failed_precondition(format!("Attempting to use uninitialized value {key}"))
+    })
+}
+
 struct VarHandle {
     handle: ResourceHandle,
 }
@@ -66,7 +74,7 @@ struct ReadVariable;
 impl Kernel for ReadVariable {
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let key = handle_key(&inputs[0])?;
-        Ok(vec![cx.resources.lookup(&key)?.read()?])
+        Ok(vec![existing(cx, &key)?.read()?])
     }
 }
 
@@ -105,7 +113,7 @@ struct AssignUpdateVariable {
 impl Kernel for AssignUpdateVariable {
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let key = handle_key(&inputs[0])?;
-        let var = cx.resources.lookup(&key)?;
+        let var = existing(cx, &key)?;
         if var.dtype() != self.dtype {
             return Err(Error::invalid_argument(format!(
                 "variable {key} has dtype {}, the op expects {}",
