@@ -190,132 +190,43 @@ pub(super) fn filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// Runs `$body` once per listed dtype with `$T` aliased to its element type; any other
+/// dtype gives `$other`.
+macro_rules! dispatch_dtype {
+    ($dtype:expr, $T:ident => $body:expr, [$($V:ident: $t:ty),*], $other:ident => $err:expr) => {{
+        use rill_graph::DType as D;
+        match $dtype {
+            $(D::$V => {
+                type $T = $t;
+                $body
+            })*
+            $other => $err,
+        }
+    }};
+}
+
 /// Runs `$body` with `$T` aliased to the element type of `$dtype` (every dtype that holds
 /// values); other dtypes are Unimplemented.
 macro_rules! with_dtype {
-    ($dtype:expr, $T:ident => $body:expr) => {{
-        use rill_graph::DType as D;
-        match $dtype {
-            D::F32 => {
-                type $T = f32;
-                $body
-            }
-            D::F64 => {
-                type $T = f64;
-                $body
-            }
-            D::F16 => {
-                type $T = half::f16;
-                $body
-            }
-            D::BF16 => {
-                type $T = half::bf16;
-                $body
-            }
-            D::I8 => {
-                type $T = i8;
-                $body
-            }
-            D::I16 => {
-                type $T = i16;
-                $body
-            }
-            D::I32 => {
-                type $T = i32;
-                $body
-            }
-            D::I64 => {
-                type $T = i64;
-                $body
-            }
-            D::U8 => {
-                type $T = u8;
-                $body
-            }
-            D::U16 => {
-                type $T = u16;
-                $body
-            }
-            D::U32 => {
-                type $T = u32;
-                $body
-            }
-            D::U64 => {
-                type $T = u64;
-                $body
-            }
-            D::Bool => {
-                type $T = bool;
-                $body
-            }
-            D::String => {
-                type $T = Vec<u8>;
-                $body
-            }
-            other => Err(rill_graph::Error::unimplemented(format!(
-                "tensors of dtype {other} hold no values"
-            ))),
-        }
-    }};
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::cpu::array::util::dispatch_dtype!($dtype, $T => $body, [
+            F32: f32, F64: f64, F16: half::f16, BF16: half::bf16, I8: i8, I16: i16, I32: i32,
+            I64: i64, U8: u8, U16: u16, U32: u32, U64: u64, Bool: bool, String: Vec<u8>
+        ], other => Err(rill_graph::Error::unimplemented(format!(
+            "tensors of dtype {other} hold no values"
+        ))))
+    };
 }
 
 /// Runs `$body` with `$T` aliased to the element type of a numeric `$dtype`; bool, string
 /// and the rest are Unimplemented naming `$op`.
 macro_rules! with_numeric {
-    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {{
-        use rill_graph::DType as D;
-        match $dtype {
-            D::F32 => {
-                type $T = f32;
-                $body
-            }
-            D::F64 => {
-                type $T = f64;
-                $body
-            }
-            D::F16 => {
-                type $T = half::f16;
-                $body
-            }
-            D::BF16 => {
-                type $T = half::bf16;
-                $body
-            }
-            D::I8 => {
-                type $T = i8;
-                $body
-            }
-            D::I16 => {
-                type $T = i16;
-                $body
-            }
-            D::I32 => {
-                type $T = i32;
-                $body
-            }
-            D::I64 => {
-                type $T = i64;
-                $body
-            }
-            D::U8 => {
-                type $T = u8;
-                $body
-            }
-            D::U16 => {
-                type $T = u16;
-                $body
-            }
-            D::U32 => {
-                type $T = u32;
-                $body
-            }
-            D::U64 => {
-                type $T = u64;
-                $body
-            }
-            other => Err($crate::unsupported_dtype($op, other)),
-        }
-    }};
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
+        $crate::cpu::array::util::dispatch_dtype!($dtype, $T => $body, [
+            F32: f32, F64: f64, F16: half::f16, BF16: half::bf16, I8: i8, I16: i16, I32: i32,
+            I64: i64, U8: u8, U16: u16, U32: u32, U64: u64
+        ], other => Err($crate::unsupported_dtype($op, other)))
+    };
 }
 
-pub(super) use {with_dtype, with_numeric};
+pub(super) use {dispatch_dtype, with_dtype, with_numeric};
