@@ -29,7 +29,6 @@ pub struct NodeTiming {
 struct Step {
     plan: Arc<Plan>,
     resources: Arc<ResourceMgr>,
-    empty: Tensor,
     slots: Vec<Mutex<Option<Tensor>>>,
     reads: Vec<AtomicU32>,
     pending: Vec<AtomicU32>,
@@ -109,7 +108,7 @@ impl Step {
                             .map_err(|e| e.at_node(var.name(), "VariableV2"))?,
                     ),
                     // A reference input: the kernel uses the variable, not this placeholder.
-                    None => inputs.push(self.empty.clone()),
+                    None => inputs.push(self.plan.ref_placeholder.clone()),
                 },
                 Some(None) => {
                     return Err(
@@ -164,7 +163,6 @@ pub fn run_step(
     let step = Arc::new(Step {
         plan: plan.clone(),
         resources: resources.clone(),
-        empty: Tensor::scalar(false),
         slots: (0..plan.num_slots).map(|_| Mutex::new(None)).collect(),
         reads: plan
             .initial_reads

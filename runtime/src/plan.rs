@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rill_graph::{Error, Graph, NodeId, Output, Result, Shape};
+use rill_graph::{Error, Graph, NodeId, Output, Result, Shape, Tensor};
 use rill_kernels::{DeviceType, Kernel, KernelRegistry, ResourceMgr, Variable};
 
 /// One node of a plan.
@@ -50,6 +50,9 @@ pub struct Plan {
     pub initial_reads: Vec<u32>,
     /// Nodes with nothing to wait for.
     pub roots: Vec<usize>,
+    /// What a kernel is handed for a reference input (it uses the variable instead); made
+    /// once here so steps allocate nothing for it.
+    pub ref_placeholder: Tensor,
     /// What each feed must look like: (tensor name, dtype, inferred shape).
     pub feed_specs: Vec<(String, rill_graph::DType, Shape)>,
 }
@@ -193,6 +196,7 @@ impl Plan {
             initial_pending,
             initial_reads,
             roots,
+            ref_placeholder: Tensor::scalar(false),
             feed_specs,
         })
     }
