@@ -98,7 +98,8 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
         Ok(out)
     }
     let shape: Vec<u64> = t.dims().iter().map(|&d| d as u64).collect();
-    let r = match t.buffer() {
+    let owned = t.clone().detach();
+    let r = match owned.buffer() {
         Buffer::F32(v) => write(&shape, v),
         Buffer::F64(v) => write(&shape, v),
         Buffer::F16(v) => write(&shape, v),
@@ -112,6 +113,7 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
         Buffer::U32(v) => write(&shape, v),
         Buffer::U64(v) => write(&shape, v),
         Buffer::Bool(v) => write(&shape, v),
+        Buffer::Arena(_) => unreachable!("detached above"),
         Buffer::String(_) | Buffer::Resource(_) => {
             return Err(Error::unimplemented(
                 "string tensors cannot be written as .npy",

@@ -5,6 +5,7 @@
 //! Invariant: this crate knows no particular op; ops are registered by `rill-ops`. It depends
 //! only on `rill-proto`.
 
+mod arena;
 mod attr;
 mod device;
 mod dtype;
@@ -12,12 +13,14 @@ mod error;
 mod graph;
 mod graph_def;
 mod op_def;
+pub mod pass;
 mod shape;
 pub mod shape_fn;
 mod tensor;
 mod tensor_proto;
 mod validate;
 
+pub use arena::{plain_size, Arena, ArenaSlice, ARENA_ALIGN};
 pub use attr::{AttrValue, Attrs, FuncAttr};
 pub use device::DeviceSpec;
 pub use dtype::DType;
@@ -27,6 +30,7 @@ pub use graph::{
 };
 pub use graph_def::{read_graph_def, write_graph_def};
 pub use op_def::{Allowed, ArgDef, ArgType, AttrDef, OpDef, OpDefBuilder, OpRegistry};
+pub use pass::{Pass, PassContext, PassManager, PassRecord};
 pub use shape::{Dim, Shape};
 pub use shape_fn::{InferenceContext, ShapeFn};
 pub use tensor::{element_count, Buffer, Dims, Element, ResourceHandle, Tensor};

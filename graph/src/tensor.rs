@@ -10,6 +10,7 @@ use std::sync::Arc;
 use half::{bf16, f16};
 use smallvec::SmallVec;
 
+use crate::arena::{plain_size, Arena, ArenaSlice};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
@@ -17,8 +18,8 @@ use crate::shape::Shape;
 /// The concrete dims of a tensor.
 pub type Dims = SmallVec<[usize; 4]>;
 
-/// Typed element storage, one variant per dtype with values.
-#[derive(Clone, PartialEq)]
+/// Typed element storage, one variant per dtype with values, plus [`Buffer::Arena`]: plain
+/// numeric values that live in a step's memory-plan arena.
 pub enum Buffer {
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -35,6 +36,9 @@ pub enum Buffer {
     Bool(Vec<bool>),
     String(Vec<Vec<u8>>),
     Resource(Vec<ResourceHandle>),
+    /// Values inside a memory-plan arena; only the executor creates these, and it copies
+    /// them out ([`Tensor::detach`]) before a tensor leaves the step.
+    Arena(ArenaSlice),
 }
 
 /// A handle naming a resource (a resource variable) held by a session: TensorFlow's
@@ -58,21 +62,41 @@ macro_rules! elements {
         $(impl Element for $ty {
             const DTYPE: DType = DType::$variant;
             fn slice(buffer: &Buffer) -> Option<&[Self]> {
-                match buffer { Buffer::$variant(v) => Some(v), _ => None }
+                match buffer {
+                    Buffer::$variant(v) => Some(v),
+                    Buffer::Arena(a) => a.typed::<Self>(DType::$variant),
+                    _ => None,
+                }
             }
             fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]> {
-                match buffer { Buffer::$variant(v) => Some(v), _ => None }
+                match buffer {
+                    Buffer::$variant(v) => Some(v),
+                    Buffer::Arena(a) => a.typed_mut::<Self>(DType::$variant),
+                    _ => None,
+                }
             }
             fn into_buffer(values: Vec<Self>) -> Buffer { Buffer::$variant(values) }
         })*
 
         impl Buffer {
             pub fn len(&self) -> usize {
-                match self { $(Buffer::$variant(v) => v.len(),)* }
+                match self { $(Buffer::$variant(v) => v.len(),)* Buffer::Arena(a) => a.len() }
             }
             pub fn is_empty(&self) -> bool { self.len() == 0 }
             pub fn dtype(&self) -> DType {
-                match self { $(Buffer::$variant(_) => DType::$variant,)* }
+                match self { $(Buffer::$variant(_) => DType::$variant,)* Buffer::Arena(a) => a.dtype() }
+            }
+            /// The values in a buffer of their own (a copy when they live in an arena).
+            pub fn to_owned_buffer(&self) -> Buffer {
+                match self {
+                    $(Buffer::$variant(v) => Buffer::$variant(v.clone()),)*
+                    Buffer::Arena(a) => match a.dtype() {
+                        $(DType::$variant => Buffer::$variant(
+                            a.typed::<$ty>(DType::$variant).map(<[$ty]>::to_vec).unwrap_or_default()
+                        ),)*
+                        _ => unreachable!("arena views hold plain numeric dtypes only"),
+                    },
+                }
             }
             /// `n` default values (zero, false, empty string) of `dtype`.
             pub fn zeros(dtype: DType, n: usize) -> Result<Buffer> {
@@ -92,6 +116,36 @@ elements! {
     U8: u8, U16: u16, U32: u32, U64: u64, Bool: bool, String: Vec<u8>,
     Resource: ResourceHandle,
 }
+
+impl Clone for Buffer {
+    /// A deep copy; an arena view becomes a buffer of its own, so copy-on-write never
+    /// writes into memory another tensor may be given.
+    fn clone(&self) -> Buffer {
+        self.to_owned_buffer()
+    }
+}
+
+impl PartialEq for Buffer {
+    fn eq(&self, other: &Buffer) -> bool {
+        match (self, other) {
+            (Buffer::Arena(_), _) => self.to_owned_buffer() == *other,
+            (_, Buffer::Arena(_)) => *self == other.to_owned_buffer(),
+            _ => self.dtype() == other.dtype() && owned_eq(self, other),
+        }
+    }
+}
+
+macro_rules! owned_eq {
+    ($($variant:ident),*) => {
+        fn owned_eq(a: &Buffer, b: &Buffer) -> bool {
+            match (a, b) {
+                $((Buffer::$variant(x), Buffer::$variant(y)) => x == y,)*
+                _ => false,
+            }
+        }
+    };
+}
+owned_eq!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, String, Resource);
 
 /// A vector of `n` copies of `value`, failing with ResourceExhausted instead of aborting
 /// when the memory is not there.
@@ -187,6 +241,56 @@ impl Tensor {
         &self.data
     }
 
+    /// A tensor of `dims` whose values live in `arena` from byte `offset` (whatever the
+    /// block holds there).
+    ///
+    /// # Safety
+    /// While the returned tensor (or a clone sharing its buffer) is alive, no other tensor
+    /// whose range overlaps it may be written, and it may not be written while another
+    /// overlapping tensor is read: the memory plan's lifetimes must guarantee this.
+    pub unsafe fn in_arena(
+        arena: &Arc<Arena>,
+        offset: usize,
+        dtype: DType,
+        dims: &[usize],
+    ) -> Result<Tensor> {
+        let n = element_count(dims)?;
+        Ok(Tensor {
+            dims: dims.into(),
+            data: Arc::new(Buffer::Arena(ArenaSlice::new(arena, offset, n, dtype)?)),
+        })
+    }
+
+    /// The arena view behind this tensor, if its values live in an arena.
+    pub fn arena_slice(&self) -> Option<&ArenaSlice> {
+        match &*self.data {
+            Buffer::Arena(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// This tensor with values in a buffer of its own: a copy when they live in an arena
+    /// (done before a tensor leaves its step), the tensor itself otherwise.
+    pub fn detach(self) -> Tensor {
+        match &*self.data {
+            Buffer::Arena(a) => Tensor {
+                data: Arc::new(Buffer::Arena(a.clone()).to_owned_buffer()),
+                dims: self.dims,
+            },
+            _ => self,
+        }
+    }
+
+    /// Bytes of the values when the dtype is plain numeric (what a memory plan reserves).
+    pub fn plain_bytes(&self) -> Option<usize> {
+        plain_size(self.dtype()).map(|s| s * self.num_elements())
+    }
+
+    /// Whether two tensors share one buffer (a clone, a reshape, a forwarded input).
+    pub fn shares_buffer_with(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+
     /// The values, or InvalidArgument when `T` is not this tensor's dtype.
     pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
         T::slice(&self.data).ok_or_else(|| self.dtype_error(T::DTYPE))
@@ -230,6 +334,10 @@ impl Tensor {
 
     /// Integer values (any integer dtype) widened to i64: shapes, axes, indices.
     pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
+        if let Buffer::Arena(a) = &*self.data {
+            let owned = Tensor::from_buffer(&self.dims, Buffer::Arena(a.clone()).to_owned_buffer())?;
+            return owned.to_i64_vec();
+        }
         Ok(match &*self.data {
             Buffer::I32(v) => v.iter().map(|&x| x as i64).collect(),
             Buffer::I64(v) => v.clone(),
@@ -264,7 +372,15 @@ impl fmt::Debug for Tensor {
                 write!(f, " {:?}", &$v[..n])?
             };
         }
-        match &*self.data {
+        let owned;
+        let data = match &*self.data {
+            Buffer::Arena(a) => {
+                owned = Buffer::Arena(a.clone()).to_owned_buffer();
+                &owned
+            }
+            other => other,
+        };
+        match data {
             Buffer::F32(v) => show!(v),
             Buffer::F64(v) => show!(v),
             Buffer::F16(v) => show!(v),
@@ -283,6 +399,7 @@ impl fmt::Debug for Tensor {
                 write!(f, " {s:?}")?
             }
             Buffer::Resource(v) => show!(v),
+            Buffer::Arena(_) => unreachable!("copied out above"),
         }
         if self.num_elements() > n {
             f.write_str("...")?;

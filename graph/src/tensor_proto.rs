@@ -41,6 +41,9 @@ impl Tensor {
     /// in the typed `*_val` field, several values as packed `tensor_content`, strings in
     /// `string_val`.
     pub fn to_proto(&self) -> TensorProto {
+        if self.arena_slice().is_some() {
+            return self.clone().detach().to_proto();
+        }
         let mut proto = TensorProto {
             dtype: self.dtype().to_proto() as i32,
             tensor_shape: Some(self.shape().to_proto()),
@@ -65,6 +68,7 @@ impl Tensor {
                 Buffer::Resource(v) => {
                     proto.resource_handle_val = v.iter().map(handle_to_proto).collect()
                 }
+                Buffer::Arena(_) => unreachable!("arena tensors are copied out above"),
             }
             return proto;
         }
@@ -82,6 +86,9 @@ impl Tensor {
     /// The values as packed little-endian bytes (TensorFlow's `tensor_content` layout;
     /// bool as one byte); `None` for strings and resource handles.
     pub fn raw_bytes(&self) -> Option<Vec<u8>> {
+        if self.arena_slice().is_some() {
+            return self.clone().detach().raw_bytes();
+        }
         Some(match self.buffer() {
             Buffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
@@ -97,6 +104,7 @@ impl Tensor {
             Buffer::U64(v) => bytemuck::cast_slice(v).to_vec(),
             Buffer::Bool(v) => v.iter().map(|&b| b as u8).collect(),
             Buffer::String(_) | Buffer::Resource(_) => return None,
+            Buffer::Arena(_) => unreachable!("arena tensors are copied out above"),
         })
     }
 }

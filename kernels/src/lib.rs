@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use rill_graph::{DType, Error, Node, Result, Tensor};
+use rill_graph::{Arena, DType, Element, Error, Node, Result, Tensor};
 
 pub mod cpu;
 mod resource;
@@ -45,6 +45,22 @@ pub struct KernelContext<'a> {
     pub ref_inputs: &'a [Option<Arc<Variable>>],
     /// Whether each output is read in this step; empty means all are.
     pub outputs_needed: &'a [bool],
+    /// The step's memory-plan arena, when the plan placed any tensor in one.
+    pub arena: Option<&'a Arc<Arena>>,
+    /// Where the memory plan put each output; empty means nowhere (the heap).
+    pub output_memory: &'a [OutputMemory],
+}
+
+/// Where the memory plan put one output of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMemory {
+    /// Not planned: the kernel allocates it.
+    Heap,
+    /// `bytes` bytes at byte `offset` of the step's arena.
+    Arena { offset: usize, bytes: usize },
+    /// In place: the output takes the buffer of data input `input`, which dies at this
+    /// node (the kernel writes into the input it owns).
+    InPlace { input: usize, offset: usize, bytes: usize },
 }
 
 impl<'a> KernelContext<'a> {
@@ -55,7 +71,33 @@ impl<'a> KernelContext<'a> {
             resources,
             ref_inputs: &[],
             outputs_needed: &[],
+            arena: None,
+            output_memory: &[],
         }
+    }
+
+    /// A tensor for output `index` of `dims` whose every element the kernel will write: the
+    /// range the memory plan gave that output when it fits, else a fresh zeroed buffer.
+    /// Values already in a planned range are arbitrary (whatever an earlier tensor left).
+    pub fn alloc_output<T: Element>(&self, index: usize, dims: &[usize]) -> Result<Tensor> {
+        if let (Some(arena), Some(OutputMemory::Arena { offset, bytes })) =
+            (self.arena, self.output_memory.get(index))
+        {
+            let need = rill_graph::element_count(dims)?
+                .checked_mul(std::mem::size_of::<T>())
+                .unwrap_or(usize::MAX);
+            if need <= *bytes && rill_graph::plain_size(T::DTYPE).is_some() {
+                // SAFETY: the memory plan gives this output a range no tensor alive at the
+                // same time overlaps (the executor orders reuse after the last reader).
+                return unsafe { Tensor::in_arena(arena, *offset, T::DTYPE, dims) };
+            }
+        }
+        Tensor::zeros(T::DTYPE, dims)
+    }
+
+    /// Whether the plan lets output `index` take over data input `input` (in place).
+    pub fn may_reuse_input(&self, index: usize, input: usize) -> bool {
+        matches!(self.output_memory.get(index), Some(OutputMemory::InPlace { input: i, .. }) if *i == input)
     }
 
     /// The variable behind reference input `i`, or InvalidArgument when that input is not

@@ -122,6 +122,8 @@ impl Step {
             resources: &self.resources,
             ref_inputs: &node.ref_inputs,
             outputs_needed: &node.outputs_needed,
+            arena: None,
+            output_memory: &[],
         };
         let start = self.timings.as_ref().map(|_| Instant::now());
         let outputs = node

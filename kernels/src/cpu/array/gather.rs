@@ -73,6 +73,7 @@ pub(super) fn copy_rows_tensor(
         ($($v:ident),*) => {
             match t.buffer() {
                 $(Buffer::$v(s) => Buffer::$v(copy_rows(s, rows, inner)?),)*
+                Buffer::Arena(_) => return copy_rows_tensor(&t.clone().detach(), rows, inner, dims),
             }
         };
     }

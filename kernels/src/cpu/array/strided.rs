@@ -235,6 +235,7 @@ pub(super) fn gather_tensor(
         ($($v:ident),*) => {
             match t.buffer() {
                 $(Buffer::$v(s) => Buffer::$v(gather(s, offset, dims, strides)?),)*
+                Buffer::Arena(_) => return gather_tensor(&t.clone().detach(), offset, dims, strides),
             }
         };
     }
