@@ -33,8 +33,9 @@ impl Arena {
     /// A zeroed block of `bytes` bytes, or ResourceExhausted when memory is not there.
     pub fn new(bytes: usize) -> Result<Arc<Arena>> {
         let size = bytes.max(ARENA_ALIGN);
-        let layout = Layout::from_size_align(size, ARENA_ALIGN)
-            .map_err(|_| Error::resource_exhausted(format!("cannot plan an arena of {bytes} bytes")))?;
+        let layout = Layout::from_size_align(size, ARENA_ALIGN).map_err(|_| {
+            Error::resource_exhausted(format!("cannot plan an arena of {bytes} bytes"))
+        })?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).ok_or_else(|| {
@@ -129,7 +130,10 @@ impl ArenaSlice {
         // SAFETY: the range was checked against the block, the offset is aligned for every
         // plain dtype, the block is initialised, and writers never overlap live readers.
         Some(unsafe {
-            std::slice::from_raw_parts(self.arena.ptr.as_ptr().add(self.offset) as *const T, self.len)
+            std::slice::from_raw_parts(
+                self.arena.ptr.as_ptr().add(self.offset) as *const T,
+                self.len,
+            )
         })
     }
 

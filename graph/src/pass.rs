@@ -50,7 +50,10 @@ impl PassContext {
         PassContext {
             fed: fed.iter().map(key).collect(),
             fetches: fetches.iter().map(key).collect(),
-            targets: targets.iter().map(|&t| graph.node(t).name.clone()).collect(),
+            targets: targets
+                .iter()
+                .map(|&t| graph.node(t).name.clone())
+                .collect(),
             max_constant_bytes: 10 << 20,
             notes: vec![],
         }
@@ -65,7 +68,8 @@ impl PassContext {
 
     /// Whether output `o` of `graph` is fed.
     pub fn is_fed(&self, graph: &Graph, o: Output) -> bool {
-        self.fed.contains(&(graph.node(o.node).name.clone(), o.index))
+        self.fed
+            .contains(&(graph.node(o.node).name.clone(), o.index))
     }
 
     /// Records one line about what the running pass changed.

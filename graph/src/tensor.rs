@@ -335,7 +335,8 @@ impl Tensor {
     /// Integer values (any integer dtype) widened to i64: shapes, axes, indices.
     pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
         if let Buffer::Arena(a) = &*self.data {
-            let owned = Tensor::from_buffer(&self.dims, Buffer::Arena(a.clone()).to_owned_buffer())?;
+            let owned =
+                Tensor::from_buffer(&self.dims, Buffer::Arena(a.clone()).to_owned_buffer())?;
             return owned.to_i64_vec();
         }
         Ok(match &*self.data {

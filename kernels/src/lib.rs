@@ -60,7 +60,11 @@ pub enum OutputMemory {
     Arena { offset: usize, bytes: usize },
     /// In place: the output takes the buffer of data input `input`, which dies at this
     /// node (the kernel writes into the input it owns).
-    InPlace { input: usize, offset: usize, bytes: usize },
+    InPlace {
+        input: usize,
+        offset: usize,
+        bytes: usize,
+    },
 }
 
 impl<'a> KernelContext<'a> {

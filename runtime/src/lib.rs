@@ -6,8 +6,11 @@
 
 pub mod checkpoint;
 pub mod executor;
+pub mod fusion;
+pub mod passes;
 pub mod plan;
 mod session;
+pub mod testing;
 
 pub use checkpoint::CheckpointManager;
 pub use executor::NodeTiming;

@@ -15,8 +15,25 @@ use crate::executor::{run_step, NodeTiming};
 use crate::plan::{Plan, PlanCache};
 
 /// How a session is set up.
-#[derive(Debug, Clone, Default)]
-pub struct SessionOptions {}
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Run the optimisation passes (folding, CSE, pruning, fusion) and the memory plan on
+    /// each step's graph. On by default.
+    pub optimize: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> SessionOptions {
+        SessionOptions { optimize: true }
+    }
+}
+
+impl SessionOptions {
+    /// Options that run the graph exactly as written: no passes, no memory plan.
+    pub fn unoptimized() -> SessionOptions {
+        SessionOptions { optimize: false }
+    }
+}
 
 /// Runs steps of one graph.
 pub struct Session {

@@ -1,0 +1,1 @@
+//! Fusion passes: declared patterns that rewrite groups of nodes into one fused node.
