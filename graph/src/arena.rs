@@ -86,7 +86,7 @@ impl ArenaSlice {
             .checked_mul(size)
             .and_then(|b| b.checked_add(offset))
             .filter(|&end| end <= arena.bytes);
-        if end.is_none() || offset % ARENA_ALIGN != 0 {
+        if end.is_none() || !offset.is_multiple_of(ARENA_ALIGN) {
             return Err(Error::internal(format!(
                 "arena range {offset}+{len}x{size} does not fit a block of {} bytes",
                 arena.bytes

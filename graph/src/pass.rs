@@ -3,9 +3,10 @@
 //! pass in debug builds, records what each pass did, and with `RILL_DUMP_GRAPHS=DIR` writes
 //! the graph after every pass that changed it as `DIR/NNN_<group>_<pass>.pbtxt`.
 //!
-//! Invariants: a pass keeps the step's results identical. It never removes, renames or
-//! changes the op of a node in [`PassContext::keep`] (feeds, fetches and targets are named
-//! by the caller); it treats a fed tensor ([`PassContext::fed`]) as an unknown value; it
+//! Invariants: a pass keeps the step's results identical. It never removes or renames a
+//! node [`PassContext::keeps`] (feeds, fetches and targets are named by the caller), and
+//! changes such a node's op only by replacing it with one of the same name computing the
+//! same outputs (a folded `Const`, a fused node); it treats a fed tensor ([`PassContext::fed`]) as an unknown value; it
 //! never folds, merges or drops a stateful op except by pruning what the step does not need.
 
 use std::collections::HashSet;

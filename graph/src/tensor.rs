@@ -286,6 +286,12 @@ impl Tensor {
         plain_size(self.dtype()).map(|s| s * self.num_elements())
     }
 
+    /// Whether this tensor holds the only reference to its buffer (so writing through
+    /// [`Tensor::as_mut_slice`] does not copy).
+    pub fn is_exclusive(&mut self) -> bool {
+        Arc::get_mut(&mut self.data).is_some()
+    }
+
     /// Whether two tensors share one buffer (a clone, a reshape, a forwarded input).
     pub fn shares_buffer_with(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.data, &other.data)

@@ -121,8 +121,61 @@ impl<'a> KernelContext<'a> {
     }
 }
 
+/// How a kernel treats memory, which tells the memory planner what it may do around it.
+/// The default answers are the safe ones: inputs and outputs stay off the arena.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryTraits {
+    /// Reads its inputs only through typed slices and keeps none of them after `compute`,
+    /// so they may live in the step's arena.
+    pub reads_arena_inputs: bool,
+    /// Creates its outputs with [`KernelContext::alloc_output`] (or in place over an input),
+    /// so they may be planned in the arena.
+    pub writes_arena_outputs: bool,
+    /// Output 0 may be written over an input of the same dtype and size that the kernel
+    /// holds alone (elementwise kernels).
+    pub in_place: bool,
+    /// Output 0 may be input 0's buffer itself (Reshape and other views).
+    pub forwards_input: bool,
+}
+
+impl MemoryTraits {
+    /// Elementwise kernels: arena inputs and outputs, output over a dying input.
+    pub const ELEMENTWISE: MemoryTraits = MemoryTraits {
+        reads_arena_inputs: true,
+        writes_arena_outputs: true,
+        in_place: true,
+        forwards_input: false,
+    };
+    /// Kernels that read slices and allocate their outputs through the plan.
+    pub const PLANNED: MemoryTraits = MemoryTraits {
+        reads_arena_inputs: true,
+        writes_arena_outputs: true,
+        in_place: false,
+        forwards_input: false,
+    };
+    /// Kernels that read slices but allocate their (small) outputs themselves.
+    pub const READS: MemoryTraits = MemoryTraits {
+        reads_arena_inputs: true,
+        writes_arena_outputs: false,
+        in_place: false,
+        forwards_input: false,
+    };
+    /// Kernels that return a view of input 0 (same buffer, other dims).
+    pub const VIEW: MemoryTraits = MemoryTraits {
+        reads_arena_inputs: true,
+        writes_arena_outputs: false,
+        in_place: false,
+        forwards_input: true,
+    };
+}
+
 /// The computation of one node.
 pub trait Kernel: Send + Sync {
+    /// What the memory planner may assume about this kernel (see [`MemoryTraits`]).
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::default()
+    }
+
     /// Computes the node's outputs from its inputs. Inputs are owned so that a kernel may
     /// reuse an input's buffer for its output when nothing else holds it.
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;

@@ -89,7 +89,8 @@ impl Variable {
                 self.shape
             )));
         }
-        *self.value.write().expect("variable lock") = Some(value);
+        // A value from a step's memory-plan arena is copied out: the variable outlives the step.
+        *self.value.write().expect("variable lock") = Some(value.detach());
         Ok(())
     }
 

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rill_graph::{Error, Result, Tensor};
+use rill_graph::{Arena, Error, Result, Tensor};
 use rill_kernels::{KernelContext, ResourceMgr};
 
+use crate::memory::MemoryPlan;
 use crate::plan::Plan;
 
 /// Time spent in one node's kernel during a profiled step.
@@ -37,9 +38,32 @@ struct Step {
     error: Mutex<Option<Error>>,
     done: (Mutex<()>, Condvar),
     timings: Option<Mutex<Vec<NodeTiming>>>,
+    /// The memory plan for this step's feed dims and the arena it runs in.
+    memory: Option<(Arc<MemoryPlan>, Arc<Arena>)>,
 }
 
 impl Step {
+    /// An output as it may be kept: an arena tensor stays only at the offset the memory
+    /// plan expects for it (its own range, the input it overwrote or viewed); anywhere
+    /// else (a kernel that forwarded an input the plan did not foresee) it is copied out,
+    /// so no range is ever shared beyond the plan's lifetimes.
+    fn settle(&self, node: usize, output: usize, t: Tensor) -> Tensor {
+        let Some(slice) = t.arena_slice() else {
+            return t;
+        };
+        let expected = self.memory.as_ref().and_then(|(m, arena)| {
+            slice
+                .is_in(arena)
+                .then(|| m.expected_offset[node][output])
+                .flatten()
+        });
+        if expected == Some(slice.offset()) {
+            t
+        } else {
+            t.detach()
+        }
+    }
+
     fn read(&self, slot: usize) -> Option<Tensor> {
         let mut guard = self.slots[slot].lock().expect("slot lock");
         if self.reads[slot].fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -68,7 +92,11 @@ impl Step {
                 self.fail(e);
                 break;
             }
-            for &c in &self.plan.nodes[i].consumers {
+            let extra = match &self.memory {
+                Some((m, _)) => m.extra_consumers[i].as_slice(),
+                None => &[],
+            };
+            for &c in self.plan.nodes[i].consumers.iter().chain(extra) {
                 if self.pending[c].fetch_sub(1, Ordering::AcqRel) == 1 {
                     if next.is_none() {
                         next = Some(c);
@@ -122,8 +150,11 @@ impl Step {
             resources: &self.resources,
             ref_inputs: &node.ref_inputs,
             outputs_needed: &node.outputs_needed,
-            arena: None,
-            output_memory: &[],
+            arena: self.memory.as_ref().map(|(_, a)| a),
+            output_memory: self
+                .memory
+                .as_ref()
+                .map_or(&[][..], |(m, _)| &m.output_memory[i]),
         };
         let start = self.timings.as_ref().map(|_| Instant::now());
         let outputs = node
@@ -145,9 +176,9 @@ impl Step {
             ))
             .at_node(&node.name, &node.op));
         }
-        for (t, slot) in outputs.into_iter().zip(&node.output_slots) {
+        for (k, (t, slot)) in outputs.into_iter().zip(&node.output_slots).enumerate() {
             if let Some(s) = *slot {
-                *self.slots[s].lock().expect("slot lock") = Some(t);
+                *self.slots[s].lock().expect("slot lock") = Some(self.settle(i, k, t));
             }
         }
         Ok(())
@@ -162,6 +193,17 @@ pub fn run_step(
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+    let memory = match plan.memory_plan(&feeds) {
+        Some(m) => {
+            let arena = m.take_arena()?;
+            Some((m, arena))
+        }
+        None => None,
+    };
+    let (initial_pending, roots) = match &memory {
+        Some((m, _)) => (&m.initial_pending, &m.roots),
+        None => (&plan.initial_pending, &plan.roots),
+    };
     let step = Arc::new(Step {
         plan: plan.clone(),
         resources: resources.clone(),
@@ -171,22 +213,19 @@ pub fn run_step(
             .iter()
             .map(|&r| AtomicU32::new(r))
             .collect(),
-        pending: plan
-            .initial_pending
-            .iter()
-            .map(|&p| AtomicU32::new(p))
-            .collect(),
+        pending: initial_pending.iter().map(|&p| AtomicU32::new(p)).collect(),
         outstanding: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         done: (Mutex::new(()), Condvar::new()),
         timings: profile.then(|| Mutex::new(Vec::new())),
+        memory: memory.clone(),
     });
     for (t, &s) in feeds.into_iter().zip(&plan.feed_slots) {
         *step.slots[s].lock().expect("slot lock") = Some(t);
     }
     // The calling thread runs the first root's chain; other roots go to the pool.
-    if let Some((&first, rest)) = plan.roots.split_first() {
+    if let Some((&first, rest)) = roots.split_first() {
         for &r in rest {
             step.spawn(r);
         }
@@ -198,6 +237,16 @@ pub fn run_step(
             guard = step.done.1.wait(guard).expect("done lock");
         }
     }
+    let outcome = finish(&step, plan);
+    drop(step);
+    if let Some((m, arena)) = memory {
+        m.return_arena(arena);
+    }
+    outcome
+}
+
+/// The step's fetches (copied out of the arena) and timings, or its first error.
+fn finish(step: &Step, plan: &Plan) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
     if let Some(e) = step.error.lock().expect("error lock").take() {
         return Err(e);
     }
@@ -209,6 +258,7 @@ pub fn run_step(
                 .lock()
                 .expect("slot lock")
                 .clone()
+                .map(Tensor::detach)
                 .ok_or_else(|| Error::internal("a fetched tensor was not produced"))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -7,6 +7,8 @@
 pub mod checkpoint;
 pub mod executor;
 pub mod fusion;
+pub mod memory;
+pub mod optimize;
 pub mod passes;
 pub mod plan;
 mod session;

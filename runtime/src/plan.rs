@@ -13,6 +13,11 @@ use std::sync::Arc;
 use rill_graph::{Error, Graph, NodeId, Output, Result, Shape, Tensor};
 use rill_kernels::{DeviceType, Kernel, KernelRegistry, ResourceMgr, Variable};
 
+use crate::memory::MemoryPlan;
+
+/// The feed dims a memory plan was made for, and the plan (`None`: nothing to plan).
+type CachedMemoryPlan = (Vec<Vec<usize>>, Option<Arc<MemoryPlan>>);
+
 /// One node of a plan.
 pub struct PlanNode {
     pub id: NodeId,
@@ -55,12 +60,20 @@ pub struct Plan {
     pub ref_placeholder: Tensor,
     /// What each feed must look like: (tensor name, dtype, inferred shape).
     pub feed_specs: Vec<(String, rill_graph::DType, Shape)>,
+    /// The graph the plan was compiled from (after optimisation), for memory planning.
+    pub graph: Arc<Graph>,
+    /// The fed tensors, in feed order.
+    pub feeds: Vec<Output>,
+    /// Whether steps use a memory plan.
+    pub plan_memory: bool,
+    /// The memory plan for the last feed dims seen (planned on first use per dims).
+    memory: std::sync::Mutex<Option<CachedMemoryPlan>>,
 }
 
 impl Plan {
     /// Compiles the step that computes `fetches` and runs `targets`, given `feeds`.
     pub fn compile(
-        graph: &Graph,
+        graph: &Arc<Graph>,
         kernels: &KernelRegistry,
         resources: &ResourceMgr,
         feeds: &[Output],
@@ -71,6 +84,12 @@ impl Plan {
         if fed.len() != feeds.len() {
             return Err(Error::invalid_argument("the same tensor is fed twice"));
         }
+        // A node all of whose outputs are fed does not run; control edges from it are
+        // satisfied at once (TensorFlow replaces it by the feed).
+        let fully_fed = |id: NodeId| {
+            let n = graph.node(id).num_outputs();
+            n > 0 && (0..n).all(|i| fed.contains(&id.output(i)))
+        };
         // Prune: walk back from fetches and targets, stopping at fed tensors.
         let mut needed: HashSet<NodeId> = HashSet::new();
         let mut stack: Vec<NodeId> = targets.to_vec();
@@ -86,7 +105,7 @@ impl Plan {
                     .filter(|o| !fed.contains(o))
                     .map(|o| o.node),
             );
-            stack.extend(node.control_inputs.iter().copied());
+            stack.extend(node.control_inputs.iter().copied().filter(|&c| !fully_fed(c)));
         }
         let order: Vec<NodeId> = graph
             .topo_order()?
@@ -134,7 +153,8 @@ impl Plan {
                 })
                 .collect();
             initial_pending[i] = (node.inputs.iter().filter(|o| !fed.contains(o)).count()
-                + node.control_inputs.len()) as u32;
+                + node.control_inputs.iter().filter(|&&c| !fully_fed(c)).count())
+                as u32;
             nodes.push(PlanNode {
                 id,
                 name: node.name.clone(),
@@ -156,7 +176,7 @@ impl Plan {
                 .iter()
                 .filter(|o| !fed.contains(o))
                 .map(|o| o.node)
-                .chain(node.control_inputs.iter().copied())
+                .chain(node.control_inputs.iter().copied().filter(|&c| !fully_fed(c)))
             {
                 nodes[index[&src]].consumers.push(i);
             }
@@ -198,7 +218,33 @@ impl Plan {
             roots,
             ref_placeholder: Tensor::scalar(false),
             feed_specs,
+            graph: graph.clone(),
+            feeds: feeds.to_vec(),
+            plan_memory: false,
+            memory: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The memory plan for feeds of these dims (computed once per distinct dims; `None`
+    /// when memory planning is off or found nothing to plan).
+    pub fn memory_plan(&self, feeds: &[Tensor]) -> Option<Arc<MemoryPlan>> {
+        if !self.plan_memory {
+            return None;
+        }
+        let mut cached = self.memory.lock().expect("memory plan lock");
+        if let Some((dims, plan)) = &*cached {
+            if dims.len() == feeds.len() && dims.iter().zip(feeds).all(|(d, t)| d == t.dims()) {
+                return plan.clone();
+            }
+        }
+        let feed_dims: Vec<Vec<usize>> = feeds.iter().map(|t| t.dims().to_vec()).collect();
+        // A plan that fails (it should not) only costs the arena: steps run on the heap.
+        let plan = MemoryPlan::new(self, &feed_dims)
+            .ok()
+            .filter(|m| m.arena_bytes > 0 && !m.stats.buffers.is_empty())
+            .map(Arc::new);
+        *cached = Some((feed_dims, plan.clone()));
+        plan
     }
 }
 

@@ -38,6 +38,7 @@ impl SessionOptions {
 /// Runs steps of one graph.
 pub struct Session {
     graph: Arc<Graph>,
+    options: SessionOptions,
     kernels: Arc<KernelRegistry>,
     resources: Arc<ResourceMgr>,
     plans: PlanCache,
@@ -51,10 +52,11 @@ pub struct Callable {
 
 impl Session {
     /// A session over `graph`, which is validated first.
-    pub fn new(graph: Graph, _options: SessionOptions) -> Result<Session> {
+    pub fn new(graph: Graph, options: SessionOptions) -> Result<Session> {
         graph.validate()?;
         Ok(Session {
             graph: Arc::new(graph),
+            options,
             kernels: rill_kernels::registry(),
             resources: Arc::new(ResourceMgr::new()),
             plans: PlanCache::default(),
@@ -73,44 +75,80 @@ impl Session {
             targets.iter().map(|s| s.to_string()).collect(),
         );
         self.plans.get_or_compile(key, || {
-            let feeds: Vec<Output> = feeds
-                .iter()
-                .map(|n| self.resolve(n, "feed"))
-                .collect::<Result<_>>()?;
-            let fetches: Vec<Output> = fetches
-                .iter()
-                .map(|n| self.resolve(n, "fetch"))
-                .collect::<Result<_>>()?;
-            let targets: Vec<NodeId> = targets
-                .iter()
-                .map(|n| {
-                    let name = n.strip_prefix('^').unwrap_or(n);
-                    self.graph.node_named(name).map_err(|_| {
-                        Error::not_found(format!("target '{name}' is not a node in the graph"))
-                    })
-                })
-                .collect::<Result<_>>()?;
-            Plan::compile(
-                &self.graph,
+            let step = self.resolve_step(&self.graph, feeds, fetches, targets)?;
+            let graph = if self.options.optimize {
+                let (optimized, _) =
+                    crate::optimize::optimize(&self.graph, &step.0, &step.1, &step.2)?;
+                Arc::new(optimized)
+            } else {
+                self.graph.clone()
+            };
+            let (feeds, fetches, targets) = if self.options.optimize {
+                self.resolve_step(&graph, feeds, fetches, targets)?
+            } else {
+                step
+            };
+            let mut plan = Plan::compile(
+                &graph,
                 &self.kernels,
                 &self.resources,
                 &feeds,
                 &fetches,
                 &targets,
-            )
+            )?;
+            plan.plan_memory = self.options.optimize;
+            Ok(plan)
         })
     }
 
-    fn resolve(&self, name: &str, what: &str) -> Result<Output> {
-        self.graph.output_named(name).map_err(|e| {
-            Error::new(
-                e.code,
-                format!(
-                    "{what} '{name}' is not a tensor in the graph: {}",
-                    e.message
-                ),
-            )
-        })
+    /// Resolves a step's names in `graph`.
+    fn resolve_step(
+        &self,
+        graph: &Graph,
+        feeds: &[&str],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<ResolvedStep> {
+        let feeds: Vec<Output> = feeds
+            .iter()
+            .map(|n| resolve(graph, n, "feed"))
+            .collect::<Result<_>>()?;
+        let fetches: Vec<Output> = fetches
+            .iter()
+            .map(|n| resolve(graph, n, "fetch"))
+            .collect::<Result<_>>()?;
+        let targets: Vec<NodeId> = targets
+            .iter()
+            .map(|n| {
+                let name = n.strip_prefix('^').unwrap_or(n);
+                graph.node_named(name).map_err(|_| {
+                    Error::not_found(format!("target '{name}' is not a node in the graph"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((feeds, fetches, targets))
+    }
+
+    /// What the optimisation passes do to the step `(feeds, fetches, targets)`: the
+    /// optimised graph and one record per pass run.
+    pub fn optimized_step(
+        &self,
+        feeds: &[&str],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<(Graph, Vec<rill_graph::PassRecord>)> {
+        let (f, x, t) = self.resolve_step(&self.graph, feeds, fetches, targets)?;
+        crate::optimize::optimize(&self.graph, &f, &x, &t)
+    }
+
+    /// The compiled plan of a step (compiled and cached if new), for inspection.
+    pub fn compiled(
+        &self,
+        feeds: &[&str],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<Arc<Plan>> {
+        self.plan(feeds, fetches, targets)
     }
 
     /// Feeds `feeds`, computes `fetches` and runs `targets` (ops run for their effects).
@@ -167,6 +205,18 @@ impl Callable {
     pub fn run(&self, feeds: Vec<Tensor>) -> Result<Vec<Tensor>> {
         run_checked(&self.plan, &self.resources, feeds, false).map(|(f, _)| f)
     }
+}
+
+/// A step's feeds, fetches and targets resolved in a graph.
+type ResolvedStep = (Vec<Output>, Vec<Output>, Vec<NodeId>);
+
+fn resolve(graph: &Graph, name: &str, what: &str) -> Result<Output> {
+    graph.output_named(name).map_err(|e| {
+        Error::new(
+            e.code,
+            format!("{what} '{name}' is not a tensor in the graph: {}", e.message),
+        )
+    })
 }
 
 fn run_checked(

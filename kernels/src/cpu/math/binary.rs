@@ -12,10 +12,10 @@ use std::marker::PhantomData;
 
 use rill_graph::{element_count, DType, Error, Node, Result, Tensor};
 
-use super::broadcast::{binary_ref, binary_same, broadcast_dims};
+use super::broadcast::{binary_ref, binary_same, binary_same_in, broadcast_dims};
 use super::num::{division_by_zero, is_half, max_nan, min_nan, via_f32, Float, Int};
 use super::util::{attr_float, match_float, match_int, take};
-use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry};
+use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
 /// What an integer kernel must check on its second operand first.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -157,9 +157,18 @@ fn check_int<T: Int>(check: Check, a: &Tensor, b: &Tensor) -> Result<()> {
 
 /// `Op(a, b)` with broadcasting (any dtype the op supports).
 pub(crate) fn apply<Op: BinaryOp>(a: Tensor, b: Tensor) -> Result<Tensor> {
+    apply_in::<Op>(None, a, b)
+}
+
+/// [`apply`] writing a new output where `cx`'s memory plan says.
+pub(crate) fn apply_in<Op: BinaryOp>(
+    cx: Option<&KernelContext>,
+    a: Tensor,
+    b: Tensor,
+) -> Result<Tensor> {
     same_dtype(Op::NAME, &a, &b)?;
     let dt = a.dtype();
-    match_float!(dt, T => binary_same::<T>(a, b, Op::float::<T>), d => {
+    match_float!(dt, T => binary_same_in::<T>(cx, a, b, Op::float::<T>), d => {
         if is_half(d) {
             let mut out = via_f32(d, vec![a, b], |v| {
                 let [a, b] = take(Op::NAME, v)?;
@@ -169,7 +178,7 @@ pub(crate) fn apply<Op: BinaryOp>(a: Tensor, b: Tensor) -> Result<Tensor> {
         } else if Op::INT {
             match_int!(d, T => {
                 check_int::<T>(Op::CHECK, &a, &b)?;
-                binary_same::<T>(a, b, Op::int::<T>)
+                binary_same_in::<T>(cx, a, b, Op::int::<T>)
             }, d => Err(unsupported_dtype(Op::NAME, d)))
         } else {
             Err(unsupported_dtype(Op::NAME, d))
@@ -178,14 +187,18 @@ pub(crate) fn apply<Op: BinaryOp>(a: Tensor, b: Tensor) -> Result<Tensor> {
 }
 
 impl<Op: BinaryOp> Kernel for Binary<Op> {
-    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::ELEMENTWISE
+    }
+
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [a, b] = take(Op::NAME, inputs)?;
         if Op::NAME == "Add" && a.dtype() == DType::String && b.dtype() == DType::String {
             // TensorFlow's Add concatenates strings (with broadcasting).
             let cat = |x: &Vec<u8>, y: &Vec<u8>| [x.as_slice(), y.as_slice()].concat();
             return Ok(vec![binary_ref::<Vec<u8>, Vec<u8>, Vec<u8>>(&a, &b, cat)?]);
         }
-        Ok(vec![apply::<Op>(a, b)?])
+        Ok(vec![apply_in::<Op>(Some(cx), a, b)?])
     }
 }
 

@@ -17,6 +17,8 @@ use smallvec::SmallVec;
 
 use rill_graph::{Dims, Element, Error, Result, Tensor};
 
+use crate::KernelContext;
+
 use super::par::{worth_splitting, PAR_MIN};
 
 type Small = SmallVec<[usize; 6]>;
@@ -251,6 +253,14 @@ where
     Tensor::new(&plan.out, out)
 }
 
+/// A tensor for output 0 of `dims`: the memory plan's range through `cx`, else the heap.
+fn fresh<T: Element>(cx: Option<&KernelContext>, dims: &[usize]) -> Result<Tensor> {
+    match cx {
+        Some(cx) => cx.alloc_output::<T>(0, dims),
+        None => Tensor::zeros(T::DTYPE, dims),
+    }
+}
+
 /// `f(a, b)` elementwise with broadcasting, written over `a` or `b` when the output has
 /// that input's shape.
 pub(crate) fn binary_same<T: Element + Copy>(
@@ -258,9 +268,22 @@ pub(crate) fn binary_same<T: Element + Copy>(
     b: Tensor,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor> {
+    binary_same_in(None, a, b, f)
+}
+
+/// [`binary_same`] for a kernel with a context: an input is overwritten only when the
+/// kernel holds it alone; otherwise the output goes where the memory plan says.
+pub(crate) fn binary_same_in<T: Element + Copy>(
+    cx: Option<&KernelContext>,
+    mut a: Tensor,
+    mut b: Tensor,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Tensor> {
     let plan = Plan::new([a.dims(), b.dims()])?;
     let [sa, sb] = plan.inner_strides();
-    if plan.out.as_slice() == a.dims() {
+    let a_free = cx.is_none() || a.is_exclusive();
+    let b_free = cx.is_none() || b.is_exclusive();
+    if plan.out.as_slice() == a.dims() && a_free {
         let mut a = a;
         let xb = b.as_slice::<T>()?;
         plan.drive(a.as_mut_slice::<T>()?, |seg, [_, ob]| {
@@ -278,7 +301,7 @@ pub(crate) fn binary_same<T: Element + Copy>(
         });
         return Ok(a);
     }
-    if plan.out.as_slice() == b.dims() {
+    if plan.out.as_slice() == b.dims() && b_free {
         let mut b = b;
         let xa = a.as_slice::<T>()?;
         plan.drive(b.as_mut_slice::<T>()?, |seg, [oa, _]| {
@@ -295,6 +318,14 @@ pub(crate) fn binary_same<T: Element + Copy>(
             }
         });
         return Ok(b);
+    }
+    if cx.is_some() {
+        let mut out = fresh::<T>(cx, &plan.out)?;
+        let (xa, xb) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+        plan.drive(out.as_mut_slice::<T>()?, |seg, [oa, ob]| {
+            binary_segment(seg, xa, oa, sa, xb, ob, sb, &f)
+        });
+        return Ok(out);
     }
     binary(&a, &b, f)
 }
@@ -371,10 +402,34 @@ where
 }
 
 /// `f(x)` elementwise, in place over `x`'s buffer.
-pub(crate) fn unary_same<T: Element + Copy>(
+pub(crate) fn unary_same<T: Element + Copy>(x: Tensor, f: impl Fn(T) -> T + Sync) -> Result<Tensor> {
+    unary_same_in(None, x, f)
+}
+
+/// [`unary_same`] for a kernel with a context: in place when the kernel holds `x` alone,
+/// otherwise into the output the memory plan gives.
+pub(crate) fn unary_same_in<T: Element + Copy>(
+    cx: Option<&KernelContext>,
     mut x: Tensor,
     f: impl Fn(T) -> T + Sync,
 ) -> Result<Tensor> {
+    if cx.is_some() && !x.is_exclusive() {
+        let mut out = fresh::<T>(cx, x.dims())?;
+        let src = x.as_slice::<T>()?;
+        let dst = out.as_mut_slice::<T>()?;
+        if worth_splitting(src.len()) {
+            let chunk = src
+                .len()
+                .div_ceil(rayon::current_num_threads() * 4)
+                .max(PAR_MIN / 2);
+            dst.par_chunks_mut(chunk)
+                .zip(src.par_chunks(chunk))
+                .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &i)| *o = f(i)));
+        } else {
+            dst.iter_mut().zip(src).for_each(|(o, &i)| *o = f(i));
+        }
+        return Ok(out);
+    }
     let v = x.as_mut_slice::<T>()?;
     if worth_splitting(v.len()) {
         let chunk = v

@@ -43,6 +43,10 @@ fn add_into<T: Element + Copy>(
 }
 
 impl Kernel for AddN {
+    fn memory_traits(&self) -> crate::MemoryTraits {
+        crate::MemoryTraits::READS
+    }
+
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let Some(first) = inputs.first() else {
             return Err(Error::invalid_argument("AddN needs at least one input"));

@@ -270,6 +270,10 @@ impl Reduce {
 }
 
 impl Kernel for Reduce {
+    fn memory_traits(&self) -> crate::MemoryTraits {
+        crate::MemoryTraits::READS
+    }
+
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [x, axes] = take(self.name, inputs)?;
         Ok(vec![self.run(x, &axes)?])

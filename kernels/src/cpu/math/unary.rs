@@ -11,10 +11,10 @@ use std::marker::PhantomData;
 
 use rill_graph::{DType, Node, Result, Tensor};
 
-use super::broadcast::{unary, unary_same};
+use super::broadcast::{unary, unary_same, unary_same_in};
 use super::num::{is_half, via_f32, Float, Int};
 use super::util::{attr_float, match_float, match_int, take};
-use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry};
+use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
 /// An elementwise unary op.
 pub(crate) trait UnaryOp: Send + Sync + 'static {
@@ -142,10 +142,11 @@ impl<Op: UnaryOp> Unary<Op> {
     }
 }
 
-/// Applies `Op` to `x` (any supported dtype).
-pub(crate) fn apply<Op: UnaryOp>(x: Tensor) -> Result<Tensor> {
+/// Applies `Op` to `x` (any supported dtype): in place when `x` is held alone, else into
+/// a new output (where `cx`'s memory plan says, when there is a context).
+pub(crate) fn apply_in<Op: UnaryOp>(cx: Option<&KernelContext>, x: Tensor) -> Result<Tensor> {
     let dt = x.dtype();
-    match_float!(dt, T => unary_same::<T>(x, Op::float::<T>), d => {
+    match_float!(dt, T => unary_same_in::<T>(cx, x, Op::float::<T>), d => {
         if is_half(d) {
             let mut out = via_f32(d, vec![x], |v| {
                 let [x] = take(Op::NAME, v)?;
@@ -153,7 +154,7 @@ pub(crate) fn apply<Op: UnaryOp>(x: Tensor) -> Result<Tensor> {
             })?;
             Ok(out.remove(0))
         } else if Op::INT {
-            match_int!(d, T => unary_same::<T>(x, Op::int::<T>), d => Err(unsupported_dtype(Op::NAME, d)))
+            match_int!(d, T => unary_same_in::<T>(cx, x, Op::int::<T>), d => Err(unsupported_dtype(Op::NAME, d)))
         } else {
             Err(unsupported_dtype(Op::NAME, d))
         }
@@ -161,9 +162,13 @@ pub(crate) fn apply<Op: UnaryOp>(x: Tensor) -> Result<Tensor> {
 }
 
 impl<Op: UnaryOp> Kernel for Unary<Op> {
-    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [x] = take(Op::NAME, inputs)?;
-        Ok(vec![apply::<Op>(x)?])
+        Ok(vec![apply_in::<Op>(Some(cx), x)?])
+    }
+
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::ELEMENTWISE
     }
 }
 

@@ -289,6 +289,10 @@ impl Pool {
 }
 
 impl Kernel for Pool {
+    fn memory_traits(&self) -> crate::MemoryTraits {
+        crate::MemoryTraits::READS
+    }
+
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let idx = usize::from(self.kind == Kind::AvgGrad);
         let dt = inputs

@@ -67,6 +67,10 @@ impl Softmax {
 }
 
 impl Kernel for Softmax {
+    fn memory_traits(&self) -> crate::MemoryTraits {
+        crate::MemoryTraits::READS
+    }
+
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [x] = take(self.name, inputs)?;
         let dt = x.dtype();
@@ -144,6 +148,10 @@ impl SoftmaxXent {
 }
 
 impl Kernel for SoftmaxXent {
+    fn memory_traits(&self) -> crate::MemoryTraits {
+        crate::MemoryTraits::READS
+    }
+
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [x, labels] = take("SoftmaxCrossEntropyWithLogits", inputs)?;
         if x.dtype() != labels.dtype() {
@@ -176,6 +184,10 @@ impl SparseXent {
 }
 
 impl Kernel for SparseXent {
+    fn memory_traits(&self) -> crate::MemoryTraits {
+        crate::MemoryTraits::READS
+    }
+
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [x, labels] = take("SparseSoftmaxCrossEntropyWithLogits", inputs)?;
         if x.rank() != 2 {
