@@ -50,12 +50,18 @@ fn matmul(c: &mut Criterion) {
 fn cnn_inference(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf/cnn_inference");
     let g = Graph::load(dir.join("graph.pb"), rill::ops::registry()).unwrap();
-    let s = Session::new(g, SessionOptions::default()).unwrap();
     let x = rill::npy::read_npy(&dir.join("x.npy")).unwrap();
-    let call = s.prepare(&["x:0"], &["probs:0"], &[]).unwrap();
-    c.bench_function("cnn_inference", |bench| {
-        bench.iter(|| call.run(vec![x.clone()]).unwrap())
-    });
+    // Optimised (the default) and as written, side by side.
+    for (name, options) in [
+        ("cnn_inference", SessionOptions::default()),
+        ("cnn_inference_unoptimized", SessionOptions::unoptimized()),
+    ] {
+        let s = Session::new(g.clone(), options).unwrap();
+        let call = s.prepare(&["x:0"], &["probs:0"], &[]).unwrap();
+        c.bench_function(name, |bench| {
+            bench.iter(|| call.run(vec![x.clone()]).unwrap())
+        });
+    }
 }
 
 fn tanh_chain(c: &mut Criterion) {

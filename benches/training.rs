@@ -21,6 +21,22 @@ fn uniform(n: usize, scale: f32, seed: u64) -> Vec<f32> {
 }
 
 fn mlp_train_step(c: &mut Criterion) {
+    // Optimised (the default) and as written, side by side.
+    for (name, options) in [
+        (
+            "mlp_train_step_784_256_256_10_b64",
+            SessionOptions::default(),
+        ),
+        (
+            "mlp_train_step_784_256_256_10_b64_unoptimized",
+            SessionOptions::unoptimized(),
+        ),
+    ] {
+        mlp_train_step_with(c, name, options);
+    }
+}
+
+fn mlp_train_step_with(c: &mut Criterion, name: &str, options: SessionOptions) {
     let b = Builder::new();
     let x = b.placeholder("x", DType::F32, [64i64, 784]).unwrap();
     let y = b.placeholder("y", DType::F32, [64i64, 10]).unwrap();
@@ -60,7 +76,7 @@ fn mlp_train_step(c: &mut Criterion) {
             g.node(init).name.clone(),
         )
     };
-    let s = Session::new(b.into_graph(), SessionOptions::default()).unwrap();
+    let s = Session::new(b.into_graph(), options).unwrap();
     s.run(&[], &[], &[&init_name]).unwrap();
     let xv = Tensor::new(
         &[64, 784],
@@ -75,7 +91,7 @@ fn mlp_train_step(c: &mut Criterion) {
     let step = s
         .prepare(&["x:0", "y:0"], &[&loss_name], &[&train_name])
         .unwrap();
-    c.bench_function("mlp_train_step_784_256_256_10_b64", |bench| {
+    c.bench_function(name, |bench| {
         bench.iter(|| step.run(vec![xv.clone(), yv.clone()]).unwrap())
     });
 }

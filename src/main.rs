@@ -33,6 +33,18 @@ enum Command {
         graph: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Show what each optimisation pass changes in the step.
+        #[arg(long)]
+        passes: bool,
+        /// Show the step's memory plan: planned peak, naive sum, lower bound.
+        #[arg(long)]
+        memory: bool,
+        /// Dims of a feed, TENSOR=D1,D2,... (e.g. x:0=8,784); repeatable.
+        #[arg(long = "shape", value_name = "TENSOR=DIMS")]
+        shapes: Vec<String>,
+        /// A tensor the step fetches (default: every sink); repeatable.
+        #[arg(long = "fetch", value_name = "TENSOR")]
+        fetches: Vec<String>,
     },
     /// Convert between binary .pb and text .pbtxt (chosen by each file's extension).
     Convert { input: PathBuf, output: PathBuf },
@@ -150,6 +162,9 @@ struct StepArgs {
     /// An op to run for its effect; repeatable.
     #[arg(long = "target", value_name = "OP")]
     targets: Vec<String>,
+    /// Run the graph as written: no optimisation passes, no memory plan.
+    #[arg(long)]
+    no_optimize: bool,
 }
 
 struct Step {
@@ -163,7 +178,12 @@ impl Step {
     fn load(graph: &Path, args: StepArgs) -> Result<Step> {
         let g = rill::graph::Graph::load(graph, rill::ops::registry())
             .with_context(|| format!("loading {}", graph.display()))?;
-        let session = Session::new(g, SessionOptions::default())?;
+        let options = if args.no_optimize {
+            SessionOptions::unoptimized()
+        } else {
+            SessionOptions::default()
+        };
+        let session = Session::new(g, options)?;
         let feeds = args
             .feeds
             .iter()
@@ -268,7 +288,26 @@ fn bench(step: &Step, iters: usize) -> Result<()> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect { graph, format } => {
+        Command::Inspect {
+            graph,
+            format,
+            passes,
+            memory,
+            shapes,
+            fetches,
+        } => {
+            if passes || memory {
+                let g = rill::graph::Graph::load(&graph, rill::ops::registry())
+                    .with_context(|| format!("loading {}", graph.display()))?;
+                let step = rill::compile_report::InspectStep::new(&g, &shapes, &fetches)?;
+                if passes {
+                    print!("{}", rill::compile_report::passes_report(&g, &step)?);
+                }
+                if memory {
+                    print!("{}", rill::compile_report::memory_report(&g, &step)?);
+                }
+                return Ok(());
+            }
             let def = rill::graph::read_graph_def(&graph)
                 .with_context(|| format!("reading {}", graph.display()))?;
             let summary = rill::inspect::summarize(&def, &rill::ops::registry());

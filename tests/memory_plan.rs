@@ -44,8 +44,12 @@ static GLOBAL: Counting = Counting;
 /// to a scalar that is fetched.
 fn elementwise_graph() -> Graph {
     let b = Builder::new();
-    let x = b.placeholder("x", DType::F32, Shape::known(&[64, 1024])).unwrap();
-    let y = b.placeholder("y", DType::F32, Shape::known(&[1024])).unwrap();
+    let x = b
+        .placeholder("x", DType::F32, Shape::known(&[64, 1024]))
+        .unwrap();
+    let y = b
+        .placeholder("y", DType::F32, Shape::known(&[1024]))
+        .unwrap();
     let a = b.mul(x, y).unwrap();
     let c = b.tanh(a).unwrap();
     let d = b.add(c, x).unwrap();
@@ -59,7 +63,9 @@ fn elementwise_graph() -> Graph {
 }
 
 fn feeds() -> Vec<(&'static str, Tensor)> {
-    let x: Vec<f32> = (0..64 * 1024).map(|i| ((i % 97) as f32 - 48.0) / 40.0).collect();
+    let x: Vec<f32> = (0..64 * 1024)
+        .map(|i| ((i % 97) as f32 - 48.0) / 40.0)
+        .collect();
     let y: Vec<f32> = (0..1024).map(|i| ((i % 13) as f32 - 6.0) / 5.0).collect();
     vec![
         ("x:0", Tensor::new(&[64, 1024], x).unwrap()),
@@ -71,6 +77,23 @@ fn feeds() -> Vec<(&'static str, Tensor)> {
 fn steady_state_steps_allocate_nothing_for_planned_tensors() {
     let session = Session::new(elementwise_graph(), SessionOptions::default()).unwrap();
     let callable = session.prepare(&["x:0", "y:0"], &["total:0"], &[]).unwrap();
+    let plan = session
+        .compiled(&["x:0", "y:0"], &["total:0"], &[])
+        .unwrap();
+    let memory =
+        rill::runtime::memory::MemoryPlan::new(&plan, &[vec![64, 1024], vec![1024]]).unwrap();
+    let stats = &memory.stats;
+    eprintln!(
+        "peak {} naive {} bound {} planned {} heap {} in place {}",
+        stats.planned_peak,
+        stats.naive_sum,
+        stats.lower_bound,
+        stats.planned_tensors,
+        stats.heap_tensors,
+        stats.in_place
+    );
+    assert!(stats.planned_peak as f64 <= 1.1 * stats.lower_bound as f64);
+    assert!(stats.naive_sum > stats.planned_peak);
     let inputs: Vec<Tensor> = feeds().into_iter().map(|(_, t)| t).collect();
     // Warm up: the first step plans memory and makes the arena.
     let first = callable.run(inputs.clone()).unwrap();

@@ -1,7 +1,12 @@
 //! The TensorFlow fixture harness: runs every fixture folder under `tests/fixtures/tf` (or
 //! under `$RILL_FIXTURES`) following the manifest protocol of the fixtures' README, prints
 //! `PASS name` / `FAIL name: why` per fixture and `N passed, M failed[, K skipped]`, and
-//! exits non-zero if any fixture failed (a plain `main`: `harness = false` in Cargo.toml). Kinds Rill cannot run yet are skipped, never passed.
+//! exits non-zero if any fixture failed (a plain `main`: `harness = false` in Cargo.toml).
+//! Kinds Rill cannot run yet are skipped, never passed.
+//!
+//! Every fixture runs twice: optimised (passes, fusion and memory plan: the default
+//! session) and as written (`SessionOptions::unoptimized`); lines say which (`[opt]`,
+//! `[noopt]`). `RILL_OPTIMIZE=1` or `=0` runs only one of the two.
 
 use std::path::{Path, PathBuf};
 
@@ -93,10 +98,10 @@ fn string_map(manifest: &Value, key: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn run_inference(dir: &Path, manifest: &Value) -> Result<()> {
+fn run_inference(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {
     let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
     let graph = Graph::load(dir.join(graph_file), registry())?;
-    let session = Session::new(graph, SessionOptions::default())?;
+    let session = Session::new(graph, options)?;
     let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
         .into_iter()
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
@@ -117,10 +122,10 @@ fn run_inference(dir: &Path, manifest: &Value) -> Result<()> {
 
 /// The training protocol: run `init_targets`; then `steps` times run `train_targets` with
 /// `per_step_fetches`, feeding `feeds` each time; then fetch `final_fetches`.
-fn run_training(dir: &Path, manifest: &Value) -> Result<()> {
+fn run_training(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {
     let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
     let graph = Graph::load(dir.join(graph_file), registry())?;
-    let session = Session::new(graph, SessionOptions::default())?;
+    let session = Session::new(graph, options)?;
     let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
         .into_iter()
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
@@ -184,7 +189,7 @@ fn run_training(dir: &Path, manifest: &Value) -> Result<()> {
 /// The "gradient" protocol: load the forward graph, add the gradients of `ys` with
 /// respect to `xs` with `rill_autodiff`, run once with `feeds`, and compare `fetches` and
 /// `expected_grads`.
-fn run_gradient(dir: &Path, manifest: &Value) -> Result<()> {
+fn run_gradient(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {
     let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
     let graph = Graph::load(dir.join(graph_file), registry())?;
     let y = graph
@@ -221,7 +226,7 @@ fn run_gradient(dir: &Path, manifest: &Value) -> Result<()> {
             g.with_context(|| format!("{name}: no gradient (the loss does not depend on it)"))?;
         grad_names.push(graph.tensor_name(g));
     }
-    let session = Session::new(graph, SessionOptions::default())?;
+    let session = Session::new(graph, options)?;
     let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
         .into_iter()
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
@@ -262,7 +267,7 @@ enum Outcome {
     Skip(String),
 }
 
-fn run_fixture(dir: &Path) -> Outcome {
+fn run_fixture(dir: &Path, options: SessionOptions) -> Outcome {
     let manifest: Value = match std::fs::read_to_string(dir.join("fixture.json"))
         .context("reading fixture.json")
         .and_then(|s| serde_json::from_str(&s).context("parsing fixture.json"))
@@ -275,9 +280,9 @@ fn run_fixture(dir: &Path) -> Outcome {
         return Outcome::Skip(format!("kind '{kind}' is not supported yet"));
     }
     let result = match kind.as_str() {
-        "training" => run_training(dir, &manifest),
-        "gradient" => run_gradient(dir, &manifest),
-        _ => run_inference(dir, &manifest),
+        "training" => run_training(dir, &manifest, options),
+        "gradient" => run_gradient(dir, &manifest, options),
+        _ => run_inference(dir, &manifest, options),
     };
     match result {
         Ok(()) => Outcome::Pass,
@@ -293,10 +298,24 @@ fn main() {
         .filter(|p| p.join("fixture.json").exists())
         .collect();
     dirs.sort();
+    let modes: Vec<(&str, SessionOptions)> = match std::env::var("RILL_OPTIMIZE").as_deref() {
+        Ok("1") => vec![("opt", SessionOptions::default())],
+        Ok("0") => vec![("noopt", SessionOptions::unoptimized())],
+        _ => vec![
+            ("opt", SessionOptions::default()),
+            ("noopt", SessionOptions::unoptimized()),
+        ],
+    };
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for dir in &dirs {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        match run_fixture(dir) {
+    for (dir, (mode, options)) in dirs
+        .iter()
+        .flat_map(|d| modes.iter().map(move |m| (d, m.clone())))
+    {
+        let name = format!(
+            "{} [{mode}]",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        match run_fixture(dir, options) {
             Outcome::Pass => {
                 passed += 1;
                 println!("PASS {name}");

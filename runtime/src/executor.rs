@@ -27,16 +27,39 @@ pub struct NodeTiming {
     pub duration: Duration,
 }
 
+/// Counts a step's running pool tasks; kept apart from the step so that a task drops its
+/// reference to the step (and so to the step's tensors and arena) before it reports done.
+#[derive(Default)]
+struct Completion {
+    outstanding: AtomicUsize,
+    done: (Mutex<()>, Condvar),
+}
+
+impl Completion {
+    fn finish_task(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = self.done.0.lock().expect("done lock");
+            self.done.1.notify_all();
+        }
+    }
+
+    fn wait(&self) {
+        let mut guard = self.done.0.lock().expect("done lock");
+        while self.outstanding.load(Ordering::Acquire) != 0 {
+            guard = self.done.1.wait(guard).expect("done lock");
+        }
+    }
+}
+
 struct Step {
     plan: Arc<Plan>,
     resources: Arc<ResourceMgr>,
     slots: Vec<Mutex<Option<Tensor>>>,
     reads: Vec<AtomicU32>,
     pending: Vec<AtomicU32>,
-    outstanding: AtomicUsize,
+    completion: Arc<Completion>,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
-    done: (Mutex<()>, Condvar),
     timings: Option<Mutex<Vec<NodeTiming>>>,
     /// The memory plan for this step's feed dims and the arena it runs in.
     memory: Option<(Arc<MemoryPlan>, Arc<Arena>)>,
@@ -109,19 +132,14 @@ impl Step {
     }
 
     fn spawn(self: &Arc<Self>, node: usize) {
-        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        self.completion.outstanding.fetch_add(1, Ordering::AcqRel);
+        let completion = self.completion.clone();
         let step = self.clone();
         rayon::spawn(move || {
             step.run_from(node);
-            step.finish_task();
+            drop(step);
+            completion.finish_task();
         });
-    }
-
-    fn finish_task(&self) {
-        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _guard = self.done.0.lock().expect("done lock");
-            self.done.1.notify_all();
-        }
     }
 
     fn run_node(&self, i: usize) -> Result<()> {
@@ -214,10 +232,9 @@ pub fn run_step(
             .map(|&r| AtomicU32::new(r))
             .collect(),
         pending: initial_pending.iter().map(|&p| AtomicU32::new(p)).collect(),
-        outstanding: AtomicUsize::new(0),
+        completion: Arc::new(Completion::default()),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
-        done: (Mutex::new(()), Condvar::new()),
         timings: profile.then(|| Mutex::new(Vec::new())),
         memory: memory.clone(),
     });
@@ -231,12 +248,7 @@ pub fn run_step(
         }
         step.run_from(first);
     }
-    {
-        let mut guard = step.done.0.lock().expect("done lock");
-        while step.outstanding.load(Ordering::Acquire) != 0 {
-            guard = step.done.1.wait(guard).expect("done lock");
-        }
-    }
+    step.completion.wait();
     let outcome = finish(&step, plan);
     drop(step);
     if let Some((m, arena)) = memory {
