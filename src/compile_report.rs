@@ -122,14 +122,16 @@ pub fn passes_report(graph: &Graph, step: &InspectStep) -> Result<String> {
             writeln!(out, "    {note}")?;
         }
     }
-    let unchanged: Vec<String> = records
+    let name = |r: &rill_graph::PassRecord| format!("{}/{}", r.group, r.pass);
+    let changed: std::collections::BTreeSet<String> =
+        records.iter().filter(|r| r.changed).map(name).collect();
+    let unchanged: std::collections::BTreeSet<String> = records
         .iter()
-        .filter(|r| !r.changed)
-        .map(|r| format!("{}/{}", r.group, r.pass))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .map(name)
+        .filter(|n| !changed.contains(n))
         .collect();
-    writeln!(out, "  runs that changed nothing: {}", unchanged.join(", "))?;
+    let unchanged: Vec<String> = unchanged.into_iter().collect();
+    writeln!(out, "  passes that changed nothing: {}", unchanged.join(", "))?;
     writeln!(
         out,
         "ops before ({} nodes) -> after ({} nodes):",

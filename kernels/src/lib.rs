@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use rill_graph::{Arena, DType, Element, Error, Node, Result, Tensor};
 
 pub mod cpu;
+pub mod rendezvous;
 mod resource;
 
 pub use cpu::state::{variable_key, variable_spec};
@@ -87,9 +88,7 @@ impl<'a> KernelContext<'a> {
         if let (Some(arena), Some(OutputMemory::Arena { offset, bytes })) =
             (self.arena, self.output_memory.get(index))
         {
-            let need = rill_graph::element_count(dims)?
-                .checked_mul(std::mem::size_of::<T>())
-                .unwrap_or(usize::MAX);
+            let need = rill_graph::element_count(dims)?.saturating_mul(std::mem::size_of::<T>());
             if need <= *bytes && rill_graph::plain_size(T::DTYPE).is_some() {
                 // SAFETY: the memory plan gives this output a range no tensor alive at the
                 // same time overlaps (the executor orders reuse after the last reader).

@@ -5,11 +5,14 @@
 //! graph work: only feed checks, the executor and the kernels.
 
 pub mod checkpoint;
+pub mod device;
 pub mod executor;
 pub mod fusion;
 pub mod memory;
 pub mod optimize;
+pub mod partition;
 pub mod passes;
+pub mod placer;
 pub mod plan;
 mod session;
 pub mod testing;

@@ -5,9 +5,11 @@ use rill_graph::Result;
 
 mod control_flow;
 mod no_op;
+mod send_recv;
 
 pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     no_op::register(r)?;
     control_flow::register(r)?;
+    send_recv::register(r)?;
     Ok(())
 }

@@ -156,11 +156,8 @@ fn check_int<T: Int>(check: Check, a: &Tensor, b: &Tensor) -> Result<()> {
 }
 
 /// `Op(a, b)` with broadcasting (any dtype the op supports).
-pub(crate) fn apply<Op: BinaryOp>(a: Tensor, b: Tensor) -> Result<Tensor> {
-    apply_in::<Op>(None, a, b)
-}
-
-/// [`apply`] writing a new output where `cx`'s memory plan says.
+/// Writes over an input the kernel holds alone, else into a new output (where `cx`'s
+/// memory plan says, when there is a context).
 pub(crate) fn apply_in<Op: BinaryOp>(
     cx: Option<&KernelContext>,
     a: Tensor,
