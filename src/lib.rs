@@ -3,6 +3,7 @@
 //! This root crate is a facade: [`prelude`] re-exports what a user needs to build, load and
 //! save graphs; the `rill` binary is the command-line front end.
 
+pub mod bench_graphs;
 pub mod compile_report;
 pub mod data;
 pub mod inspect;

@@ -100,10 +100,15 @@ pub trait Optimizer {
     /// increments the global step when the graph has one.
     fn minimize(&self, b: &Builder, loss: Output, vars: &[Output], name: &str) -> Result<NodeId> {
         let grads = gradients(b, &[loss], vars, None)?;
+        // Every update waits for every gradient: gradients are taken at the values the
+        // forward pass read, whatever order the executor picks (a variable is read when
+        // its consumer runs, so an early update would leak into another gradient).
+        let grad_nodes: Vec<NodeId> = grads.iter().flatten().map(|g| g.node).collect();
         let slots = vars
             .iter()
             .map(|&v| self.slots(b, v))
             .collect::<Result<Vec<_>>>()?;
+        let _after_gradients = b.control_dependencies(&grad_nodes);
         let scope = b.name_scope(name);
         let mut updates = Vec::with_capacity(vars.len());
         for ((&var, grad), slots) in vars.iter().zip(grads).zip(&slots) {
