@@ -77,7 +77,8 @@ fn bench_prints_latency_and_op_profile() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("latency over 5 runs: min"), "{stdout}");
-    assert!(stdout.contains("(Conv2D)"), "{stdout}");
+    // The optimised step runs the convolutions fused with their bias and ReLU.
+    assert!(stdout.contains("(_FusedConv2D)"), "{stdout}");
 }
 
 #[test]

@@ -8,12 +8,13 @@
 
 use rill_graph::{Graph, NodeId, Output, PassContext, PassManager, PassRecord, Result};
 
-use crate::passes;
+use crate::{fusion, passes};
 
 /// The passes a session runs, in groups.
 pub fn pipeline() -> PassManager {
     PassManager::new()
         .group("simplify", passes::simplification_passes())
+        .group("fuse", fusion::fusion_passes())
         .group("cleanup", vec![Box::new(passes::Prune)])
 }
 

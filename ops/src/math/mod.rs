@@ -6,6 +6,8 @@ use rill_graph::Result;
 
 mod binary;
 pub(crate) mod common;
+mod fused_elementwise;
+pub(crate) mod fused_matmul;
 mod matmul;
 mod nary;
 mod reduction;
@@ -19,5 +21,7 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     reduction::register(r)?;
     scan::register(r)?;
     matmul::register(r)?;
+    fused_elementwise::register(r)?;
+    fused_matmul::register(r)?;
     Ok(())
 }

@@ -11,6 +11,8 @@
 //! Invariants: shapes are checked with TensorFlow's messages ("Matrix size-incompatible",
 //! "In[0] is not a matrix"); every strided view is bounds-checked before `gemm` reads it,
 //! so the unsafe call never touches memory outside the slices; `k == 0` gives zeros.
+//! Outputs come from the step's memory plan (`KernelContext::alloc_output`) for the
+//! dtypes computed natively.
 
 use half::f16;
 use rayon::prelude::*;
@@ -20,7 +22,7 @@ use super::broadcast::{alloc, broadcast_dims};
 use super::num::{is_half, via_f32, Int};
 use super::par::for_rows;
 use super::util::{attr_bool, match_int, take};
-use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry};
+use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
 /// A strided read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -120,6 +122,22 @@ pub(crate) fn gemm_into<T: MatElem>(
     out_rs: usize,
     accumulate: bool,
 ) -> Result<()> {
+    gemm_checked(m, n, k, a, b, out, out_rs, accumulate, true)
+}
+
+/// [`gemm_into`], on several threads only when `may_split` and the product is large.
+#[allow(clippy::too_many_arguments)]
+fn gemm_checked<T: MatElem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    out: &mut [T],
+    out_rs: usize,
+    accumulate: bool,
+    may_split: bool,
+) -> Result<()> {
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -142,10 +160,25 @@ pub(crate) fn gemm_into<T: MatElem>(
         }
         return Ok(());
     }
-    let parallel =
-        m.saturating_mul(n).saturating_mul(k) >= 48 * 48 * 48 && rayon::current_num_threads() > 1;
+    let parallel = may_split
+        && m.saturating_mul(n).saturating_mul(k) >= 48 * 48 * 48
+        && rayon::current_num_threads() > 1;
     T::product(m, n, k, a, b, out, out_rs, accumulate, parallel);
     Ok(())
+}
+
+/// [`gemm_into`] on the calling thread only (for callers that split work themselves).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_into_serial<T: MatElem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    out: &mut [T],
+    out_rs: usize,
+) -> Result<()> {
+    gemm_checked(m, n, k, a, b, out, out_rs, false, false)
 }
 
 /// One operand of a (batched) product: its matrices' geometry.
@@ -191,8 +224,15 @@ impl Operand {
     }
 }
 
-/// The batched product of `x` and `y` (rank >= 2) with broadcast batch dims.
-fn batch_product<T: MatElem>(x: &Tensor, y: &Tensor, adj_x: bool, adj_y: bool) -> Result<Tensor> {
+/// The batched product of `x` and `y` (rank >= 2) with broadcast batch dims; the output
+/// comes from `cx`'s memory plan when given.
+fn batch_product<T: MatElem>(
+    x: &Tensor,
+    y: &Tensor,
+    adj_x: bool,
+    adj_y: bool,
+    cx: Option<&KernelContext>,
+) -> Result<Tensor> {
     let (rx, ry) = (x.rank(), y.rank());
     let (a, b) = (Operand::new(x.dims(), adj_x), Operand::new(y.dims(), adj_y));
     if a.cols != b.rows {
@@ -233,10 +273,14 @@ fn batch_product<T: MatElem>(x: &Tensor, y: &Tensor, adj_x: bool, adj_y: bool) -
     };
     let (ox, oy) = (offsets(bx, m * k), offsets(by, k * n));
     let (dx, dy) = (x.as_slice::<T>()?, y.as_slice::<T>()?);
-    let mut out = alloc(nb * m * n, T::default())?;
+    let mut out_t = match cx {
+        Some(cx) => cx.alloc_output::<T>(0, &out_dims)?,
+        None => Tensor::new(&out_dims, alloc(nb * m * n, T::default())?)?,
+    };
     if m * n == 0 {
-        return Tensor::new(&out_dims, out);
+        return Ok(out_t);
     }
+    let out = out_t.as_mut_slice::<T>()?;
     let one = |i: usize, o: &mut [T]| {
         let av = a.view(&dx[ox[i]..ox[i] + m * k]);
         let bv = b.view(&dy[oy[i]..oy[i] + k * n]);
@@ -251,10 +295,17 @@ fn batch_product<T: MatElem>(x: &Tensor, y: &Tensor, adj_x: bool, adj_y: bool) -
             .enumerate()
             .try_for_each(|(i, o)| one(i, o))?;
     }
-    Tensor::new(&out_dims, out)
+    Ok(out_t)
 }
 
-fn dispatch(name: &str, x: Tensor, y: Tensor, adj_x: bool, adj_y: bool) -> Result<Tensor> {
+fn dispatch(
+    cx: &KernelContext,
+    name: &str,
+    x: Tensor,
+    y: Tensor,
+    adj_x: bool,
+    adj_y: bool,
+) -> Result<Tensor> {
     if x.dtype() != y.dtype() {
         return Err(Error::invalid_argument(format!(
             "{name}: operands have different dtypes {} and {}",
@@ -263,16 +314,16 @@ fn dispatch(name: &str, x: Tensor, y: Tensor, adj_x: bool, adj_y: bool) -> Resul
         )));
     }
     match x.dtype() {
-        DType::F32 => batch_product::<f32>(&x, &y, adj_x, adj_y),
-        DType::F64 => batch_product::<f64>(&x, &y, adj_x, adj_y),
-        DType::F16 => batch_product::<f16>(&x, &y, adj_x, adj_y),
+        DType::F32 => batch_product::<f32>(&x, &y, adj_x, adj_y, Some(cx)),
+        DType::F64 => batch_product::<f64>(&x, &y, adj_x, adj_y, Some(cx)),
+        DType::F16 => batch_product::<f16>(&x, &y, adj_x, adj_y, Some(cx)),
         d if is_half(d) => Ok(via_f32(d, vec![x, y], |v| {
             let [x, y] = take(name, v)?;
-            Ok(vec![batch_product::<f32>(&x, &y, adj_x, adj_y)?])
+            Ok(vec![batch_product::<f32>(&x, &y, adj_x, adj_y, None)?])
         })?
         .remove(0)),
         d => {
-            match_int!(d, T => batch_product::<T>(&x, &y, adj_x, adj_y), d => Err(unsupported_dtype(name, d)))
+            match_int!(d, T => batch_product::<T>(&x, &y, adj_x, adj_y, Some(cx)), d => Err(unsupported_dtype(name, d)))
         }
     }
 }
@@ -283,7 +334,7 @@ struct MatMul {
 }
 
 impl Kernel for MatMul {
-    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [a, b] = take("MatMul", inputs)?;
         for (i, t) in [&a, &b].into_iter().enumerate() {
             if t.rank() != 2 {
@@ -293,7 +344,11 @@ impl Kernel for MatMul {
                 )));
             }
         }
-        Ok(vec![dispatch("MatMul", a, b, self.ta, self.tb)?])
+        Ok(vec![dispatch(cx, "MatMul", a, b, self.ta, self.tb)?])
+    }
+
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::PLANNED
     }
 }
 
@@ -327,7 +382,7 @@ fn cast_to(t: Tensor, to: DType) -> Result<Tensor> {
 }
 
 impl Kernel for BatchMatMul {
-    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [mut x, mut y] = take(self.name, inputs)?;
         for (i, t) in [&x, &y].into_iter().enumerate() {
             if t.rank() < 2 {
@@ -349,7 +404,11 @@ impl Kernel for BatchMatMul {
             x = cast_to(x, to)?;
             y = cast_to(y, to)?;
         }
-        Ok(vec![dispatch(self.name, x, y, self.adj_x, self.adj_y)?])
+        Ok(vec![dispatch(cx, self.name, x, y, self.adj_x, self.adj_y)?])
+    }
+
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::PLANNED
     }
 }
 

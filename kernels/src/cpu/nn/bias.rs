@@ -1,16 +1,17 @@
 //! `BiasAdd` / `BiasAddV1` (add a per-channel vector; channels last in NHWC, dim 1 in NCHW,
 //! for any rank >= 2) and `BiasAddGrad` (sum over every dim but the channel dim).
 //!
-//! Invariants: the add reuses the math broadcasting driver (in place when the value's
-//! buffer is unshared; integers wrap; f16/bf16 through f32); the gradient reuses `Sum`.
+//! Invariants: the add reuses the math broadcasting driver (in place when the kernel holds
+//! the value's buffer alone, else into the output the memory plan gives it through
+//! `alloc_output`; integers wrap; f16/bf16 through f32); the gradient reuses `Sum`.
 
 use rill_graph::{Error, Result, Tensor};
 
 use super::window::Format;
-use crate::cpu::math::binary::{apply, op::AddV2};
+use crate::cpu::math::binary::{apply_in, op::AddV2};
 use crate::cpu::math::reduce::sum_over;
 use crate::cpu::math::util::take;
-use crate::{Kernel, KernelContext, KernelRegistry};
+use crate::{Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
 fn channel_dim(t: &Tensor, format: Format) -> Result<usize> {
     if t.rank() < 2 {
@@ -30,7 +31,7 @@ struct BiasAdd {
 }
 
 impl Kernel for BiasAdd {
-    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [value, bias] = take("BiasAdd", inputs)?;
         let cd = channel_dim(&value, self.format)?;
         if bias.rank() != 1 {
@@ -49,7 +50,11 @@ impl Kernel for BiasAdd {
         let mut dims = vec![1; value.rank() - cd];
         dims[0] = bias.dims()[0];
         let bias = bias.reshape(&dims)?;
-        Ok(vec![apply::<AddV2>(value, bias)?])
+        Ok(vec![apply_in::<AddV2>(Some(cx), value, bias)?])
+    }
+
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::ELEMENTWISE
     }
 }
 

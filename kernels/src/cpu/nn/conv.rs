@@ -6,23 +6,26 @@
 //! Everything is computed in NHWC (NCHW is transposed in and out) as GEMMs over an
 //! im2col patch matrix `[N*OH*OW, KH*KW*Cg]` built block by block (bounded scratch, filled
 //! in parallel); a 1x1, stride-1, unpadded convolution multiplies the input directly. The
-//! input gradient scatters (col2im) one image per task, so tasks never write the same
-//! element.
+//! forward pass can hand each finished block of output rows to a callback while it is in
+//! cache ([`conv_forward_into`], used by the fused convolution's epilogue, which also
+//! builds on [`im2col_rows`]). The input gradient scatters (col2im) one image per task, so
+//! tasks never write the same element.
 //!
 //! Invariants: output sizes follow TensorFlow (SAME puts the odd padding pixel after);
 //! f16/bf16 are computed in f32; integer inputs run the forward pass only (as TensorFlow
-//! registers int32 `Conv2D`); shape mismatches are InvalidArgument.
+//! registers int32 `Conv2D`); shape mismatches are InvalidArgument. An NHWC forward output
+//! comes from the step's memory plan (`KernelContext::alloc_output`).
 
 use rayon::prelude::*;
 use rill_graph::{element_count, DType, Error, Node, Result, Tensor};
 
-use super::window::{from_nhwc, shape_from, to_nhwc, Dim1, WindowAttrs};
+use super::window::{from_nhwc, shape_from, to_nhwc, Dim1, Format, WindowAttrs};
 use crate::cpu::math::broadcast::alloc;
 use crate::cpu::math::matmul::{gemm_into, Mat, MatElem};
 use crate::cpu::math::num::{is_half, via_f32, Float};
 use crate::cpu::math::par::for_rows;
 use crate::cpu::math::util::{match_float, match_int, take};
-use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry};
+use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
 /// Scratch budget for one im2col block, in elements.
 const COL_BUDGET: usize = 1 << 21;
@@ -81,7 +84,7 @@ impl ConvGeom {
     pub fn kdim(&self) -> usize {
         self.hd.k * self.wd.k * self.fc
     }
-    fn og(&self) -> usize {
+    pub fn og(&self) -> usize {
         self.o / self.groups
     }
     pub fn out_nhwc(&self) -> [usize; 4] {
@@ -91,7 +94,7 @@ impl ConvGeom {
         [self.n, self.hd.input, self.wd.input, self.c]
     }
     /// A 1x1, stride-1, unpadded, ungrouped convolution: a plain matrix product.
-    fn pointwise(&self) -> bool {
+    pub fn pointwise(&self) -> bool {
         self.hd.k == 1
             && self.wd.k == 1
             && self.groups == 1
@@ -112,67 +115,85 @@ impl ConvGeom {
 
 /// Fills `col` with patch rows `r0..` of group `gi` (one row of `kdim` per output pixel).
 fn im2col<T: MatElem>(x: &[T], g: &ConvGeom, gi: usize, r0: usize, col: &mut [T]) {
-    let (kdim, fc, kw) = (g.kdim(), g.fc, g.wd.k);
-    let (h, w) = (g.hd.input as isize, g.wd.input as isize);
+    let kdim = g.kdim();
     for_rows(col, kdim, kdim, |first, rows| {
-        for (i, dst) in rows.chunks_mut(kdim).enumerate() {
-            let (b, oy, ox) = g.coords(r0 + first + i);
-            for ky in 0..g.hd.k {
-                let iy = g.hd.pos(oy, ky);
-                let line = &mut dst[ky * kw * fc..(ky + 1) * kw * fc];
-                if iy < 0 || iy >= h {
-                    line.fill(T::default());
-                    continue;
-                }
-                for kx in 0..kw {
-                    let ix = g.wd.pos(ox, kx);
-                    let px = &mut line[kx * fc..(kx + 1) * fc];
-                    if ix < 0 || ix >= w {
-                        px.fill(T::default());
-                    } else {
-                        let s = ((b * g.hd.input + iy as usize) * g.wd.input + ix as usize) * g.c
-                            + gi * fc;
-                        px.copy_from_slice(&x[s..s + fc]);
-                    }
-                }
-            }
-        }
+        im2col_rows(x, g, gi, r0 + first, rows)
     });
 }
 
-/// The forward convolution of NHWC `x` with HWIO `f`, NHWC result.
-pub(crate) fn conv_forward<T: MatElem>(x: &[T], f: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+/// [`im2col`] on the calling thread.
+pub(crate) fn im2col_rows<T: MatElem>(x: &[T], g: &ConvGeom, gi: usize, r0: usize, col: &mut [T]) {
+    let (kdim, fc, kw) = (g.kdim(), g.fc, g.wd.k);
+    let (h, w) = (g.hd.input as isize, g.wd.input as isize);
+    for (i, dst) in col.chunks_mut(kdim).enumerate() {
+        let (b, oy, ox) = g.coords(r0 + i);
+        for ky in 0..g.hd.k {
+            let iy = g.hd.pos(oy, ky);
+            let line = &mut dst[ky * kw * fc..(ky + 1) * kw * fc];
+            if iy < 0 || iy >= h {
+                line.fill(T::default());
+                continue;
+            }
+            for kx in 0..kw {
+                let ix = g.wd.pos(ox, kx);
+                let px = &mut line[kx * fc..(kx + 1) * fc];
+                if ix < 0 || ix >= w {
+                    px.fill(T::default());
+                } else {
+                    let s =
+                        ((b * g.hd.input + iy as usize) * g.wd.input + ix as usize) * g.c + gi * fc;
+                    px.copy_from_slice(&x[s..s + fc]);
+                }
+            }
+        }
+    }
+}
+
+/// Called on each finished block of output rows: `(first_row, rows)`.
+pub(crate) type RowsDone<'a, T> = &'a mut dyn FnMut(usize, &mut [T]);
+
+/// The forward convolution of NHWC `x` with HWIO `f` into NHWC `out` (`g.rows() * g.o`
+/// values, any contents). With `after`, `after(first_row, rows)` runs on each block of
+/// rows as soon as every group has written it (while it is in cache).
+pub(crate) fn conv_forward_into<T: MatElem>(
+    x: &[T],
+    f: &[T],
+    g: &ConvGeom,
+    out: &mut [T],
+    mut after: Option<RowsDone<T>>,
+) -> Result<()> {
     let (rows, kdim, o, og) = (g.rows(), g.kdim(), g.o, g.og());
-    let mut out = alloc(rows * o, T::default())?;
     if rows == 0 || o == 0 {
-        return Ok(out);
+        return Ok(());
+    }
+    if out.len() != rows * o {
+        return Err(Error::internal(format!(
+            "conv output holds {} values, not {rows} x {o}",
+            out.len()
+        )));
     }
     if g.pointwise() {
-        gemm_into(
-            rows,
-            o,
-            g.c,
-            Mat {
-                data: x,
-                rs: g.c,
-                cs: 1,
-            },
-            Mat {
-                data: f,
-                rs: o,
-                cs: 1,
-            },
-            &mut out,
-            o,
-            false,
-        )?;
-        return Ok(out);
+        let xm = Mat {
+            data: x,
+            rs: g.c,
+            cs: 1,
+        };
+        let fm = Mat {
+            data: f,
+            rs: o,
+            cs: 1,
+        };
+        gemm_into(rows, o, g.c, xm, fm, out, o, false)?;
+        if let Some(after) = after {
+            after(0, out);
+        }
+        return Ok(());
     }
     let block = g.block();
     let mut col = alloc(block * kdim, T::default())?;
-    for gi in 0..g.groups {
-        for r0 in (0..rows).step_by(block) {
-            let rb = block.min(rows - r0);
+    for r0 in (0..rows).step_by(block) {
+        let rb = block.min(rows - r0);
+        for gi in 0..g.groups {
             let col = &mut col[..rb * kdim];
             im2col(x, g, gi, r0, col);
             let a = Mat {
@@ -187,8 +208,11 @@ pub(crate) fn conv_forward<T: MatElem>(x: &[T], f: &[T], g: &ConvGeom) -> Result
             };
             gemm_into(rb, og, kdim, a, b, &mut out[r0 * o + gi * og..], o, false)?;
         }
+        if let Some(after) = after.as_mut() {
+            after(r0, &mut out[r0 * o..(r0 + rb) * o]);
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Adds patch rows `r0..r0+rb` of group `gi` back onto NHWC `dx` (one image per task).
@@ -336,7 +360,7 @@ struct Conv {
     name: &'static str,
 }
 
-fn rank4(t: &Tensor, what: &str) -> Result<()> {
+pub(crate) fn rank4(t: &Tensor, what: &str) -> Result<()> {
     if t.rank() != 4 {
         return Err(Error::invalid_argument(format!(
             "{what} must be 4-dimensional: {}",
@@ -405,32 +429,54 @@ impl Conv {
         }
     }
 
-    fn forward<T: MatElem>(&self, x: Tensor, f: &Tensor) -> Result<Tensor> {
+    /// The forward pass; the output comes from `cx`'s memory plan when given and NHWC.
+    fn forward<T: MatElem>(
+        &self,
+        x: Tensor,
+        f: &Tensor,
+        cx: Option<&KernelContext>,
+    ) -> Result<Tensor> {
         rank4(&x, "input")?;
         rank4(f, "filter")?;
         let fmt = self.attrs.format;
         let x = to_nhwc(x, fmt)?;
         let d = x.dims();
         let g = ConvGeom::new(&self.attrs, [d[0], d[1], d[2], d[3]], f.dims())?;
-        let out = conv_forward::<T>(x.as_slice()?, f.as_slice()?, &g)?;
-        from_nhwc(Tensor::new(&g.out_nhwc(), out)?, fmt)
+        let dims = g.out_nhwc();
+        let mut out = match (cx, fmt) {
+            (Some(cx), Format::Nhwc) => cx.alloc_output::<T>(0, &dims)?,
+            _ => Tensor::new(&dims, alloc(g.rows() * g.o, T::default())?)?,
+        };
+        conv_forward_into::<T>(x.as_slice()?, f.as_slice()?, &g, out.as_mut_slice()?, None)?;
+        from_nhwc(out, fmt)
     }
 }
 
 impl Kernel for Conv {
-    fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    /// The forward pass writes through the plan; the gradients allocate their own.
+    fn memory_traits(&self) -> MemoryTraits {
+        match self.which {
+            Which::Forward => MemoryTraits::PLANNED,
+            _ => MemoryTraits {
+                reads_arena_inputs: true,
+                ..MemoryTraits::default()
+            },
+        }
+    }
+
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let out = if self.which == Which::Forward {
             let [x, f] = take(self.name, inputs)?;
             let dt = x.dtype();
-            match_float!(dt, T => self.forward::<T>(x, &f)?, d => {
+            match_float!(dt, T => self.forward::<T>(x, &f, Some(cx))?, d => {
                 if is_half(d) {
                     via_f32(d, vec![x, f], |v| {
                         let [x, f] = take(self.name, v)?;
-                        Ok(vec![self.forward::<f32>(x, &f)?])
+                        Ok(vec![self.forward::<f32>(x, &f, None)?])
                     })?
                     .remove(0)
                 } else {
-                    match_int!(d, T => self.forward::<T>(x, &f)?, d => return Err(unsupported_dtype(self.name, d)))
+                    match_int!(d, T => self.forward::<T>(x, &f, Some(cx))?, d => return Err(unsupported_dtype(self.name, d)))
                 }
             })
         } else {

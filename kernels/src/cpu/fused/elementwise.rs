@@ -1,0 +1,404 @@
+//! The `_FusedElementwise` kernel: evaluates a [`Program`] in one pass over memory.
+//!
+//! The output is cut into blocks of [`BLOCK`] elements; for each block every instruction
+//! is a tight loop over small per-block registers (slots, reused once a register is
+//! dead), so the working set stays in L1 and nothing of full size is materialised but the
+//! output. Inputs are read in place when they are dense (native f32/f64), as one value
+//! when they hold one, and gathered per block when they broadcast. Runs of blocks go to
+//! rayon tasks for large outputs. The output takes over an input's buffer when the memory
+//! plan says so (`may_reuse_input`), else comes from the plan's arena (`alloc_output`),
+//! else takes the buffer of an input of its shape that the kernel holds alone, else is
+//! allocated.
+//!
+//! Invariants: every output element is written exactly once, by the same per-element
+//! functions as the unfused kernels, in the same order of operations (f16/bf16 rounded
+//! after every instruction), so results are bit for bit those of the unfused ops.
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+use rill_graph::{element_count, DType, Error, Node, Result, Tensor};
+use smallvec::SmallVec;
+
+use super::lane::Lane;
+use super::program::{binary, binary1, leaky_relu, unary, unary1, Op, Program, Src};
+use crate::cpu::math::broadcast::broadcast_dims;
+use crate::cpu::math::num::Float;
+use crate::cpu::math::par::worth_splitting;
+use crate::cpu::math::util::{attr_int, attr_type};
+use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits, OutputMemory};
+
+/// Elements per block (4 KiB of f32 per register).
+pub(crate) const BLOCK: usize = 1024;
+
+type Small = SmallVec<[usize; 6]>;
+
+/// How a broadcast input maps onto the output: collapsed output dims and the input's
+/// stride along each (0 where it is broadcast).
+struct Gather {
+    dims: Small,
+    strides: Small,
+}
+
+impl Gather {
+    fn new(input: &[usize], out: &[usize]) -> Gather {
+        let pad = out.len() - input.len();
+        let (mut dims, mut flags) = (Small::new(), SmallVec::<[bool; 6]>::new());
+        for (d, &size) in out.iter().enumerate() {
+            if size == 1 {
+                continue;
+            }
+            let broadcast = d < pad || input[d - pad] == 1;
+            match (flags.last(), dims.last_mut()) {
+                (Some(&f), Some(last)) if f == broadcast => *last *= size,
+                _ => {
+                    dims.push(size);
+                    flags.push(broadcast);
+                }
+            }
+        }
+        if dims.is_empty() {
+            dims.push(1);
+            flags.push(true);
+        }
+        let mut strides = Small::from_elem(0, dims.len());
+        let mut acc = 1;
+        for d in (0..dims.len()).rev() {
+            if !flags[d] {
+                strides[d] = acc;
+                acc *= dims[d];
+            }
+        }
+        Gather { dims, strides }
+    }
+
+    /// `out` = the input's values at output positions `start..start + out.len()`.
+    fn fill<S: Lane>(&self, src: &[S], start: usize, out: &mut [S::C]) {
+        let last = self.dims.len() - 1;
+        let inner = self.dims[last];
+        let mut coord = Small::from_elem(0, last);
+        let mut row = start / inner;
+        for d in (0..last).rev() {
+            coord[d] = row % self.dims[d];
+            row /= self.dims[d];
+        }
+        let mut col = start % inner;
+        let mut base: usize = (0..last).map(|d| coord[d] * self.strides[d]).sum();
+        let mut pos = 0;
+        while pos < out.len() {
+            let len = (inner - col).min(out.len() - pos);
+            let dst = &mut out[pos..pos + len];
+            if self.strides[last] == 1 {
+                S::widen(&src[base + col..base + col + len], dst);
+            } else {
+                dst.fill(S::to_c(src[base]));
+            }
+            pos += len;
+            col = 0;
+            for d in (0..last).rev() {
+                coord[d] += 1;
+                base += self.strides[d];
+                if coord[d] < self.dims[d] {
+                    break;
+                }
+                base -= self.strides[d] * self.dims[d];
+                coord[d] = 0;
+            }
+        }
+    }
+}
+
+/// How an input register is filled for a block.
+enum Read {
+    /// Used in place (dense, native dtype): nothing to fill.
+    Direct,
+    /// Dense, widened into its slot.
+    Widen,
+    /// One value for every element.
+    Scalar,
+    /// Broadcast: gathered into its slot.
+    Gather(Gather),
+    /// The input whose buffer becomes the output: copied into its slot before the block
+    /// is overwritten.
+    Output,
+}
+
+/// Where a register's values are during a block.
+#[derive(Clone, Copy)]
+enum Loc<C> {
+    Input(usize),
+    Slot(usize),
+    Scalar(C),
+}
+
+/// A program bound to one step's inputs: register locations and slot assignment.
+struct Setup<C> {
+    locs: Vec<Loc<C>>,
+    slots: usize,
+}
+
+impl<C: Float> Setup<C> {
+    /// Places every register: inputs per `reads`, instruction results in slots freed as
+    /// soon as their last reader has run (a result never shares a slot with an operand),
+    /// and results of scalar operands computed once here. The last result goes straight
+    /// to the output when `direct_out`.
+    fn new<S: Lane<C = C>>(prog: &Program, reads: &[Read], ins: &[&[S]], direct_out: bool) -> Self {
+        let n = prog.inputs;
+        let mut last_use = vec![0usize; n + prog.instrs.len()];
+        for (k, ins) in prog.instrs.iter().enumerate() {
+            for &a in &ins.args[..ins.arity] {
+                last_use[a] = k;
+            }
+        }
+        let (mut slots, mut free) = (0, Vec::<usize>::new());
+        let mut locs: Vec<Loc<C>> = reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Read::Direct => Loc::Input(i),
+                Read::Scalar => Loc::Scalar(S::to_c(ins[i][0])),
+                _ => {
+                    slots += 1;
+                    Loc::Slot(slots - 1)
+                }
+            })
+            .collect();
+        let last = prog.instrs.len() - 1;
+        for (k, ins) in prog.instrs.iter().enumerate() {
+            let args = &ins.args[..ins.arity];
+            let scalar = |r: usize| match locs[r] {
+                Loc::Scalar(v) => Some(v),
+                _ => None,
+            };
+            let loc = match (ins.op, scalar(args[0]), args.get(1).map(|&r| scalar(r))) {
+                (Op::Un(u), Some(x), None) => Loc::Scalar(S::round1(unary1(u, x))),
+                (Op::LeakyRelu(a), Some(x), None) => {
+                    Loc::Scalar(S::round1(leaky_relu(x, C::from_f64(a as f64))))
+                }
+                (Op::Bin(b), Some(x), Some(Some(y))) => Loc::Scalar(S::round1(binary1(b, x, y))),
+                _ if k == last && direct_out => Loc::Input(usize::MAX),
+                _ => Loc::Slot(free.pop().unwrap_or_else(|| {
+                    slots += 1;
+                    slots - 1
+                })),
+            };
+            locs.push(loc);
+            for &a in args {
+                if let (Loc::Slot(s), true) = (locs[a], last_use[a] == k) {
+                    if !free.contains(&s) {
+                        free.push(s);
+                    }
+                }
+            }
+        }
+        Setup { locs, slots }
+    }
+}
+
+/// Everything a block needs, shared by all tasks.
+struct Eval<'a, S: Lane> {
+    prog: &'a Program,
+    reads: &'a [Read],
+    ins: &'a [&'a [S]],
+    setup: Setup<S::C>,
+}
+
+impl<S: Lane> Eval<'_, S> {
+    fn src<'b>(&self, r: usize, slots: &'b [Vec<S::C>], start: usize, len: usize) -> Src<'b, S::C>
+    where
+        Self: 'b,
+    {
+        match self.setup.locs[r] {
+            Loc::Input(i) => {
+                let v = S::direct(&self.ins[i][start..start + len]);
+                Src::Slice(v.expect("direct inputs have a native dtype"))
+            }
+            Loc::Slot(s) => Src::Slice(&slots[s][..len]),
+            Loc::Scalar(v) => Src::Scalar(v),
+        }
+    }
+
+    /// Computes output positions `start..start + out.len()` (at most [`BLOCK`]).
+    fn block(&self, start: usize, out: &mut [S], slots: &mut [Vec<S::C>]) {
+        let len = out.len();
+        for (i, read) in self.reads.iter().enumerate() {
+            let Loc::Slot(s) = self.setup.locs[i] else {
+                continue;
+            };
+            let dst = &mut slots[s][..len];
+            match read {
+                Read::Widen => S::widen(&self.ins[i][start..start + len], dst),
+                Read::Gather(g) => g.fill(self.ins[i], start, dst),
+                Read::Output => S::widen(out, dst),
+                Read::Direct | Read::Scalar => {}
+            }
+        }
+        let n = self.prog.inputs;
+        let last = self.prog.instrs.len() - 1;
+        for (k, ins) in self.prog.instrs.iter().enumerate() {
+            let mut dst = match self.setup.locs[n + k] {
+                Loc::Scalar(_) => continue,
+                Loc::Slot(s) => std::mem::take(&mut slots[s]),
+                Loc::Input(_) => vec![],
+            };
+            let target: &mut [S::C] = if dst.is_empty() {
+                S::direct_mut(out).expect("direct output has a native dtype")
+            } else {
+                &mut dst[..len]
+            };
+            let a = self.src(ins.args[0], slots, start, len);
+            match (ins.op, a) {
+                (Op::Un(u), Src::Slice(x)) => unary(u, x, target),
+                (Op::LeakyRelu(alpha), Src::Slice(x)) => {
+                    let alpha = S::C::from_f64(alpha as f64);
+                    for (d, &v) in target.iter_mut().zip(x) {
+                        *d = leaky_relu(v, alpha);
+                    }
+                }
+                (Op::Bin(b), _) => binary(b, a, self.src(ins.args[1], slots, start, len), target),
+                _ => unreachable!("scalar results are computed in Setup::new"),
+            }
+            if k != last {
+                S::round(target);
+            }
+            if let Loc::Slot(s) = self.setup.locs[n + k] {
+                slots[s] = dst;
+            }
+        }
+        match self.setup.locs[n + last] {
+            Loc::Slot(s) => S::narrow(&slots[s][..len], out),
+            Loc::Scalar(v) => {
+                let mut one = [S::default()];
+                S::narrow(&[v], &mut one);
+                out.fill(one[0]);
+            }
+            Loc::Input(_) => {}
+        }
+    }
+
+    /// Computes output positions `start..start + out.len()`, block by block.
+    fn range(&self, start: usize, out: &mut [S]) {
+        let mut slots = vec![vec![S::C::ZERO; BLOCK]; self.setup.slots];
+        for (b, chunk) in out.chunks_mut(BLOCK).enumerate() {
+            self.block(start + b * BLOCK, chunk, &mut slots);
+        }
+    }
+}
+
+/// Runs `prog` on `inputs` (all of storage type `S`).
+fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> Result<Tensor> {
+    if inputs.len() != prog.inputs {
+        return Err(Error::invalid_argument(format!(
+            "_FusedElementwise expects {} inputs, got {}",
+            prog.inputs,
+            inputs.len()
+        )));
+    }
+    let shapes: Vec<&[usize]> = inputs.iter().map(Tensor::dims).collect();
+    let out_dims = broadcast_dims(&shapes)?;
+    let n = element_count(&out_dims)?;
+    // An input holding the output's values in its order (same count) can take it over.
+    let same = |t: &Tensor| n > 0 && t.num_elements() == n && t.dtype() == S::DTYPE;
+    let planned = (0..inputs.len()).find(|&i| cx.may_reuse_input(0, i) && same(&inputs[i]));
+    let in_arena = matches!(cx.output_memory.first(), Some(OutputMemory::Arena { .. }));
+    let take = match planned {
+        Some(i) => Some(i),
+        None if in_arena => None,
+        None => inputs.iter_mut().position(|t| same(t) && t.is_exclusive()),
+    };
+    let mut out_t = match take {
+        Some(i) => std::mem::replace(&mut inputs[i], Tensor::scalar(S::default())),
+        None => cx.alloc_output::<S>(0, &out_dims)?,
+    };
+    if n == 0 {
+        return Ok(out_t);
+    }
+    let reshaped = out_t.dims() != out_dims.as_slice();
+    let ins: Vec<&[S]> = inputs
+        .iter()
+        .map(|t| t.as_slice::<S>())
+        .collect::<Result<_>>()?;
+    let reads: Vec<Read> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if Some(i) == take {
+                Read::Output
+            } else if t.num_elements() == n {
+                if S::direct(ins[i]).is_some() {
+                    Read::Direct
+                } else {
+                    Read::Widen
+                }
+            } else if t.num_elements() == 1 {
+                Read::Scalar
+            } else {
+                Read::Gather(Gather::new(t.dims(), &out_dims))
+            }
+        })
+        .collect();
+    let direct_out = S::direct_mut(&mut [S::default()]).is_some();
+    let eval = Eval {
+        prog,
+        reads: &reads,
+        ins: &ins,
+        setup: Setup::new(prog, &reads, &ins, direct_out),
+    };
+    let out = out_t.as_mut_slice::<S>()?;
+    if worth_splitting(n.saturating_mul(prog.instrs.len())) {
+        let tasks = rayon::current_num_threads() * 4;
+        let chunk = n.div_ceil(tasks).div_ceil(BLOCK).max(4) * BLOCK;
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, part)| eval.range(c * chunk, part));
+    } else {
+        eval.range(0, out);
+    }
+    if reshaped {
+        out_t = out_t.reshape(&out_dims)?;
+    }
+    Ok(out_t)
+}
+
+struct FusedElementwise {
+    prog: Program,
+    dtype: DType,
+}
+
+impl Kernel for FusedElementwise {
+    fn memory_traits(&self) -> MemoryTraits {
+        MemoryTraits::ELEMENTWISE
+    }
+
+    fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let out = match self.dtype {
+            DType::F32 => run::<f32>(&self.prog, cx, inputs)?,
+            DType::F64 => run::<f64>(&self.prog, cx, inputs)?,
+            DType::F16 => run::<f16>(&self.prog, cx, inputs)?,
+            DType::BF16 => run::<bf16>(&self.prog, cx, inputs)?,
+            d => return Err(unsupported_dtype("_FusedElementwise", d)),
+        };
+        Ok(vec![out])
+    }
+}
+
+fn factory(node: &Node) -> Result<Box<dyn Kernel>> {
+    let dtype = attr_type(node, "T", DType::F32)?;
+    if !matches!(dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16) {
+        return Err(unsupported_dtype("_FusedElementwise", dtype));
+    }
+    let inputs = attr_int(node, "N", node.inputs.len() as i64)?;
+    let ops = node
+        .attr("ops")
+        .and_then(|v| v.as_string_list())
+        .ok_or_else(|| Error::invalid_argument("_FusedElementwise needs a list(string) 'ops'"))?;
+    let inputs = usize::try_from(inputs)
+        .map_err(|_| Error::invalid_argument(format!("N must be >= 1, got {inputs}")))?;
+    Ok(Box::new(FusedElementwise {
+        prog: Program::parse(inputs, ops)?,
+        dtype,
+    }))
+}
+
+pub(crate) fn register(r: &mut KernelRegistry) {
+    r.cpu("_FusedElementwise", factory);
+}

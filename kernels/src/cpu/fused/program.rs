@@ -1,0 +1,303 @@
+//! The instruction set of `_FusedElementwise`: the op table (one line per op), the
+//! per-element functions, and parsing of the `ops` attr (encoding documented in
+//! `rill-ops`' `math/fused_elementwise.rs`).
+//!
+//! Binary ops call the functors of `math::binary` (`<binary::op::X as BinaryOp>::float`)
+//! themselves. The unary functors of `math::unary` live in a private module, so the unary
+//! lines below restate its one-line formulas (and `LeakyRelu`'s); the test
+//! `fused::tests::every_op_matches_its_kernel` checks each, bit for bit on special values,
+//! against the registered unfused kernel.
+//!
+//! Invariants: a parsed [`Program`] only reads registers defined before each instruction
+//! and has at least one instruction; every loop is a plain map over slices, so it
+//! vectorises and computes exactly what the unfused kernel computes per element.
+
+use rill_graph::{Error, Result};
+
+use crate::cpu::math::binary::{op as bop, BinaryOp};
+use crate::cpu::math::num::Float;
+
+/// One operand of an instruction for a block: values, or one value broadcast.
+#[derive(Clone, Copy)]
+pub(crate) enum Src<'a, T> {
+    Slice(&'a [T]),
+    Scalar(T),
+}
+
+#[inline(always)]
+fn map1<T: Copy>(src: &[T], dst: &mut [T], f: impl Fn(T) -> T) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = f(s);
+    }
+}
+
+#[inline(always)]
+fn map2<T: Copy>(x: Src<T>, y: Src<T>, dst: &mut [T], f: impl Fn(T, T) -> T) {
+    match (x, y) {
+        (Src::Slice(a), Src::Slice(b)) => {
+            for ((d, &p), &q) in dst.iter_mut().zip(a).zip(b) {
+                *d = f(p, q);
+            }
+        }
+        (Src::Slice(a), Src::Scalar(q)) => map1(a, dst, |p| f(p, q)),
+        (Src::Scalar(p), Src::Slice(b)) => map1(b, dst, |q| f(p, q)),
+        (Src::Scalar(p), Src::Scalar(q)) => dst.fill(f(p, q)),
+    }
+}
+
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+
+/// TensorFlow's Softplus (as `math::unary`).
+#[inline(always)]
+fn softplus<T: Float>(x: T) -> T {
+    let threshold = T::EPSILON.ln() + T::from_f64(2.0);
+    if x > -threshold {
+        x
+    } else if x < threshold {
+        x.exp()
+    } else {
+        (x.exp() + T::ONE).ln()
+    }
+}
+
+macro_rules! unary_table {
+    ($($name:ident: |$x:ident| $body:expr;)*) => {
+        /// A unary op of the table.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Un { $($name),* }
+
+        impl Un {
+            fn parse(s: &str) -> Option<Un> {
+                match s { $(stringify!($name) => Some(Un::$name),)* _ => None }
+            }
+        }
+
+        #[allow(non_snake_case, clippy::neg_multiply)]
+        mod un {
+            use super::*;
+            $(#[inline(always)] pub(super) fn $name<T: Float>($x: T) -> T { $body })*
+        }
+
+        /// `dst[i] = op(src[i])`.
+        pub(crate) fn unary<T: Float>(op: Un, src: &[T], dst: &mut [T]) {
+            match op { $(Un::$name => map1(src, dst, un::$name::<T>),)* }
+        }
+
+        /// `v[i] = op(v[i])`.
+        pub(crate) fn unary_in_place<T: Float>(op: Un, v: &mut [T]) {
+            match op { $(Un::$name => v.iter_mut().for_each(|x| *x = un::$name(*x)),)* }
+        }
+
+        /// `op(x)`.
+        pub(crate) fn unary1<T: Float>(op: Un, x: T) -> T {
+            match op { $(Un::$name => un::$name(x),)* }
+        }
+
+        /// Names of the unary ops.
+        pub(crate) const UNARY_OPS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+unary_table! {
+    Abs: |x| x.abs();
+    Neg: |x| -x;
+    Sign: |x| if x > T::ZERO {
+        T::ONE
+    } else if x < T::ZERO {
+        -T::ONE
+    } else if x.is_nan() {
+        x
+    } else {
+        T::ZERO
+    };
+    Reciprocal: |x| T::ONE / x;
+    Inv: |x| T::ONE / x;
+    Square: |x| x * x;
+    Sqrt: |x| x.sqrt();
+    Rsqrt: |x| T::ONE / x.sqrt();
+    Exp: |x| x.exp();
+    Expm1: |x| x.exp_m1();
+    Log: |x| x.ln();
+    Log1p: |x| x.ln_1p();
+    Sin: |x| x.sin();
+    Cos: |x| x.cos();
+    Tan: |x| x.tan();
+    Asin: |x| x.asin();
+    Acos: |x| x.acos();
+    Atan: |x| x.atan();
+    Sinh: |x| x.sinh();
+    Cosh: |x| x.cosh();
+    Asinh: |x| x.asinh();
+    Acosh: |x| x.acosh();
+    Atanh: |x| x.atanh();
+    Tanh: |x| x.tanh();
+    Sigmoid: |x| T::ONE / (T::ONE + (-x).exp());
+    Floor: |x| x.floor();
+    Ceil: |x| x.ceil();
+    Round: |x| x.round_ties_even();
+    Rint: |x| x.round_ties_even();
+    Erf: |x| x.erf();
+    Erfc: |x| x.erfc();
+    Relu: |x| if x < T::ZERO { T::ZERO } else { x };
+    Relu6: |x| {
+        let six = T::from_f64(6.0);
+        let y = if x < T::ZERO { T::ZERO } else { x };
+        if six < y { six } else { y }
+    };
+    Elu: |x| if x < T::ZERO { x.exp() - T::ONE } else { x };
+    Selu: |x| if x < T::ZERO {
+        T::from_f64(SELU_SCALE * SELU_ALPHA) * (x.exp() - T::ONE)
+    } else {
+        T::from_f64(SELU_SCALE) * x
+    };
+    Softplus: |x| softplus(x);
+    Softsign: |x| x / (T::ONE + x.abs());
+}
+
+macro_rules! binary_table {
+    ($($name:ident),* $(,)?) => {
+        /// A binary op of the table (its functor is `math::binary`'s).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Bin { $($name),* }
+
+        impl Bin {
+            fn parse(s: &str) -> Option<Bin> {
+                match s { $(stringify!($name) => Some(Bin::$name),)* _ => None }
+            }
+        }
+
+        /// `dst[i] = op(x[i], y[i])` (a scalar operand is broadcast).
+        pub(crate) fn binary<T: Float>(op: Bin, x: Src<T>, y: Src<T>, dst: &mut [T]) {
+            match op { $(Bin::$name => map2(x, y, dst, <bop::$name as BinaryOp>::float::<T>),)* }
+        }
+
+        /// `op(x, y)`.
+        pub(crate) fn binary1<T: Float>(op: Bin, x: T, y: T) -> T {
+            match op { $(Bin::$name => <bop::$name as BinaryOp>::float::<T>(x, y),)* }
+        }
+
+        /// Names of the binary ops.
+        pub(crate) const BINARY_OPS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+binary_table! {
+    Add, AddV2, Sub, Mul, Div, RealDiv, DivNoNan, MulNoNan, FloorDiv, FloorMod, Mod,
+    TruncateMod, TruncateDiv, Pow, SquaredDifference, Maximum, Minimum, Atan2, Xlogy,
+    Xlog1py, Xdivy,
+}
+
+/// `LeakyRelu` with slope `alpha` (TensorFlow: `x > 0 ? x : x * alpha`).
+#[inline(always)]
+pub(crate) fn leaky_relu<T: Float>(x: T, alpha: T) -> T {
+    if x > T::ZERO {
+        x
+    } else {
+        x * alpha
+    }
+}
+
+/// What an instruction computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Op {
+    Un(Un),
+    Bin(Bin),
+    /// `LeakyRelu` with its `alpha` (an f32 attr, held exactly).
+    LeakyRelu(f32),
+}
+
+/// One instruction: `op` over registers `args[..arity]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Instr {
+    pub op: Op,
+    pub args: [usize; 2],
+    pub arity: usize,
+}
+
+/// A checked program over `inputs` input registers.
+#[derive(Clone, Debug)]
+pub(crate) struct Program {
+    pub inputs: usize,
+    pub instrs: Vec<Instr>,
+}
+
+/// The number of registers and float operands op `name` takes, if the fused kernel has it.
+pub fn elementwise_signature(name: &str) -> Option<(usize, usize)> {
+    if name == "LeakyRelu" {
+        Some((1, 1))
+    } else if UNARY_OPS.contains(&name) {
+        Some((1, 0))
+    } else if BINARY_OPS.contains(&name) {
+        Some((2, 0))
+    } else {
+        None
+    }
+}
+
+impl Program {
+    /// Parses the `ops` attr of a node with `inputs` inputs.
+    pub(crate) fn parse(inputs: usize, ops: &[Vec<u8>]) -> Result<Program> {
+        if ops.is_empty() {
+            return Err(Error::invalid_argument(
+                "_FusedElementwise needs at least one instruction in 'ops'",
+            ));
+        }
+        let instrs = ops
+            .iter()
+            .enumerate()
+            .map(|(k, text)| {
+                let text = String::from_utf8_lossy(text);
+                Self::instr(&text, inputs + k).map_err(|m| {
+                    Error::invalid_argument(format!(
+                        "_FusedElementwise instruction {k} '{text}': {m}"
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Program { inputs, instrs })
+    }
+
+    fn instr(text: &str, defined: usize) -> std::result::Result<Instr, String> {
+        let mut tokens = text.split_whitespace();
+        let name = tokens.next().ok_or("empty instruction")?;
+        let op_regs = elementwise_signature(name).ok_or_else(|| {
+            format!("op '{name}' is not supported by the fused elementwise kernel")
+        })?;
+        let rest: Vec<&str> = tokens.collect();
+        if rest.len() != op_regs.0 + op_regs.1 {
+            return Err(format!(
+                "{name} takes {} register(s) and {} float(s), got {} operand(s)",
+                op_regs.0,
+                op_regs.1,
+                rest.len()
+            ));
+        }
+        let mut args = [0usize; 2];
+        for (slot, t) in args.iter_mut().zip(&rest[..op_regs.0]) {
+            let r: usize = t
+                .parse()
+                .map_err(|_| format!("'{t}' is not a register number"))?;
+            if r >= defined {
+                return Err(format!(
+                    "register {r} is not defined yet ({defined} registers so far)"
+                ));
+            }
+            *slot = r;
+        }
+        let op = if let Some(u) = Un::parse(name) {
+            Op::Un(u)
+        } else if let Some(b) = Bin::parse(name) {
+            Op::Bin(b)
+        } else {
+            let t = rest[1];
+            let alpha: f32 = t.parse().map_err(|_| format!("'{t}' is not a float"))?;
+            Op::LeakyRelu(alpha)
+        };
+        Ok(Instr {
+            op,
+            args,
+            arity: op_regs.0,
+        })
+    }
+}
