@@ -131,7 +131,11 @@ pub fn passes_report(graph: &Graph, step: &InspectStep) -> Result<String> {
         .filter(|n| !changed.contains(n))
         .collect();
     let unchanged: Vec<String> = unchanged.into_iter().collect();
-    writeln!(out, "  passes that changed nothing: {}", unchanged.join(", "))?;
+    writeln!(
+        out,
+        "  passes that changed nothing: {}",
+        unchanged.join(", ")
+    )?;
     writeln!(
         out,
         "ops before ({} nodes) -> after ({} nodes):",

@@ -103,6 +103,19 @@ impl<'a> KernelContext<'a> {
         matches!(self.output_memory.get(index), Some(OutputMemory::InPlace { input: i, .. }) if *i == input)
     }
 
+    /// Whether a kernel holding `tensor` (data input `input`) alone may write output
+    /// `index` over it: always without a memory plan; with one, only where the plan says
+    /// so, or where the output is not planned and the input is not in the arena — so
+    /// memory use follows the plan whatever order the executor ran the readers in.
+    pub fn may_overwrite_input(&self, index: usize, input: usize, tensor: &Tensor) -> bool {
+        match self.output_memory.get(index) {
+            None => true,
+            Some(OutputMemory::InPlace { input: i, .. }) => *i == input,
+            Some(OutputMemory::Heap) => tensor.arena_slice().is_none(),
+            Some(OutputMemory::Arena { .. }) => false,
+        }
+    }
+
     /// The variable behind reference input `i`, or InvalidArgument when that input is not
     /// a variable.
     pub fn ref_input(&self, i: usize) -> Result<Arc<Variable>> {

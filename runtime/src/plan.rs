@@ -105,7 +105,12 @@ impl Plan {
                     .filter(|o| !fed.contains(o))
                     .map(|o| o.node),
             );
-            stack.extend(node.control_inputs.iter().copied().filter(|&c| !fully_fed(c)));
+            stack.extend(
+                node.control_inputs
+                    .iter()
+                    .copied()
+                    .filter(|&c| !fully_fed(c)),
+            );
         }
         let order: Vec<NodeId> = graph
             .topo_order()?
@@ -153,8 +158,11 @@ impl Plan {
                 })
                 .collect();
             initial_pending[i] = (node.inputs.iter().filter(|o| !fed.contains(o)).count()
-                + node.control_inputs.iter().filter(|&&c| !fully_fed(c)).count())
-                as u32;
+                + node
+                    .control_inputs
+                    .iter()
+                    .filter(|&&c| !fully_fed(c))
+                    .count()) as u32;
             nodes.push(PlanNode {
                 id,
                 name: node.name.clone(),
@@ -176,7 +184,12 @@ impl Plan {
                 .iter()
                 .filter(|o| !fed.contains(o))
                 .map(|o| o.node)
-                .chain(node.control_inputs.iter().copied().filter(|&c| !fully_fed(c)))
+                .chain(
+                    node.control_inputs
+                        .iter()
+                        .copied()
+                        .filter(|&c| !fully_fed(c)),
+                )
             {
                 nodes[index[&src]].consumers.push(i);
             }

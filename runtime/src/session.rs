@@ -214,7 +214,10 @@ fn resolve(graph: &Graph, name: &str, what: &str) -> Result<Output> {
     graph.output_named(name).map_err(|e| {
         Error::new(
             e.code,
-            format!("{what} '{name}' is not a tensor in the graph: {}", e.message),
+            format!(
+                "{what} '{name}' is not a tensor in the graph: {}",
+                e.message
+            ),
         )
     })
 }

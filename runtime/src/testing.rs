@@ -81,7 +81,9 @@ pub fn assert_same_results(
         assert_eq!(x.dtype(), y.dtype(), "dtype of {name}");
         assert_eq!(x.dims(), y.dims(), "shape of {name}");
         for (i, (p, q)) in values_f64(x).iter().zip(values_f64(y)).enumerate() {
-            let same = p == &q || (p.is_nan() && q.is_nan()) || (p - q).abs() <= tolerance * p.abs().max(1.0);
+            let same = p == &q
+                || (p.is_nan() && q.is_nan())
+                || (p - q).abs() <= tolerance * p.abs().max(1.0);
             assert!(same, "{name}[{i}]: {p} before, {q} after");
         }
     }

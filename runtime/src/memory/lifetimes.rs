@@ -54,6 +54,9 @@ pub struct TensorLife {
 
 pub(crate) struct Lives {
     pub buffers: Vec<TensorLife>,
+    /// Ordering edges (reader -> in-place writer): every other reader of a buffer finishes
+    /// before a node writes over it, so the writer holds it alone whatever the run order.
+    pub in_place_edges: Vec<(usize, usize)>,
     pub lower_bound: usize,
     pub in_place: usize,
     pub views: usize,
@@ -147,6 +150,8 @@ pub(crate) fn analyse(plan: &Plan, feed_dims: &[Vec<usize>]) -> Result<Lives> {
     let mut buffers: Vec<TensorLife> = vec![];
     let mut slot_buffer: Vec<Option<usize>> = vec![None; plan.num_slots];
     let (mut in_place, mut views) = (0, 0);
+    let mut in_place_edges = vec![];
+    let mut member_slots: Vec<Vec<usize>> = vec![];
     for (i, node) in plan.nodes.iter().enumerate() {
         for (k, slot) in node.output_slots.iter().enumerate() {
             let Some(s) = *slot else { continue };
@@ -171,6 +176,13 @@ pub(crate) fn analyse(plan: &Plan, feed_dims: &[Vec<usize>]) -> Result<Lives> {
                     let same = plannable[x] == Some(bytes)
                         && graph_node.input_types.get(j) == graph_node.output_types.first();
                     if read_once && dies_here && same {
+                        for &m in &member_slots[b] {
+                            for &c in &consumers[m] {
+                                if c != i && !in_place_edges.contains(&(c, i)) {
+                                    in_place_edges.push((c, i));
+                                }
+                            }
+                        }
                         joined = Some((b, MemberKind::InPlace { input: j }));
                         in_place += 1;
                         break;
@@ -204,10 +216,12 @@ pub(crate) fn analyse(plan: &Plan, feed_dims: &[Vec<usize>]) -> Result<Lives> {
                         }],
                         touched_by: vec![i],
                     });
+                    member_slots.push(vec![]);
                     buffers.len() - 1
                 }
                 None => continue,
             };
+            member_slots[b].push(s);
             slot_buffer[s] = Some(b);
             let buf = &mut buffers[b];
             buf.last = buf.last.max(last_read(s)).max(i);
@@ -232,6 +246,7 @@ pub(crate) fn analyse(plan: &Plan, feed_dims: &[Vec<usize>]) -> Result<Lives> {
         .count();
     Ok(Lives {
         buffers,
+        in_place_edges,
         lower_bound,
         in_place,
         views,

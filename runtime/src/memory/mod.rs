@@ -9,9 +9,10 @@
 //! Invariants, which make arena tensors safe to share between threads:
 //! - two tensors whose lifetimes overlap never get overlapping ranges;
 //! - when a range is reused, every node that touches the earlier tensor finishes before the
-//!   later tensor's producer starts: the plan adds those ordering edges
+//!   later tensor's producer starts, and every other reader of a buffer finishes before a
+//!   node writes over it in place: the plan adds those ordering edges
 //!   ([`MemoryPlan::extra_consumers`]), so parallel execution cannot break the schedule's
-//!   lifetimes;
+//!   lifetimes and the in-place writer always holds its input alone;
 //! - only tensors of plain numeric dtypes whose producer writes through the plan, whose
 //!   consumers all read arena inputs, and which are not fetched are planned; everything else
 //!   stays on the heap, and the executor copies any arena tensor out before it leaves its
@@ -128,6 +129,11 @@ impl MemoryPlan {
                         extra_consumers[t].push(later.first);
                     }
                 }
+            }
+        }
+        for &(reader, writer) in &lives.in_place_edges {
+            if !extra_consumers[reader].contains(&writer) {
+                extra_consumers[reader].push(writer);
             }
         }
         let mut initial_pending = plan.initial_pending.clone();

@@ -303,7 +303,9 @@ fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> 
     let take = match planned {
         Some(i) => Some(i),
         None if in_arena => None,
-        None => inputs.iter_mut().position(|t| same(t) && t.is_exclusive()),
+        None => (0..inputs.len()).find(|&j| {
+            same(&inputs[j]) && inputs[j].is_exclusive() && cx.may_overwrite_input(0, j, &inputs[j])
+        }),
     };
     let mut out_t = match take {
         Some(i) => std::mem::replace(&mut inputs[i], Tensor::scalar(S::default())),

@@ -2,9 +2,9 @@
 //! per-element functions, and parsing of the `ops` attr (encoding documented in
 //! `rill-ops`' `math/fused_elementwise.rs`).
 //!
-//! Binary ops call the functors of `math::binary` (`<binary::op::X as BinaryOp>::float`)
-//! themselves. The unary functors of `math::unary` live in a private module, so the unary
-//! lines below restate its one-line formulas (and `LeakyRelu`'s); the test
+//! Every op calls the functor of its unfused kernel (`<math::binary::op::X as
+//! BinaryOp>::float`, `<math::unary::op::X as UnaryOp>::float`, `math::unary::leaky_relu`),
+//! so fused and unfused results are the same by construction; the test
 //! `fused::tests::every_op_matches_its_kernel` checks each, bit for bit on special values,
 //! against the registered unfused kernel.
 //!
@@ -16,6 +16,7 @@ use rill_graph::{Error, Result};
 
 use crate::cpu::math::binary::{op as bop, BinaryOp};
 use crate::cpu::math::num::Float;
+use crate::cpu::math::unary::{op as uop, UnaryOp};
 
 /// One operand of an instruction for a block: values, or one value broadcast.
 #[derive(Clone, Copy)]
@@ -45,25 +46,9 @@ fn map2<T: Copy>(x: Src<T>, y: Src<T>, dst: &mut [T], f: impl Fn(T, T) -> T) {
     }
 }
 
-const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
-const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
-
-/// TensorFlow's Softplus (as `math::unary`).
-#[inline(always)]
-fn softplus<T: Float>(x: T) -> T {
-    let threshold = T::EPSILON.ln() + T::from_f64(2.0);
-    if x > -threshold {
-        x
-    } else if x < threshold {
-        x.exp()
-    } else {
-        (x.exp() + T::ONE).ln()
-    }
-}
-
 macro_rules! unary_table {
-    ($($name:ident: |$x:ident| $body:expr;)*) => {
-        /// A unary op of the table.
+    ($($name:ident),* $(,)?) => {
+        /// A unary op of the table (its functor is `math::unary`'s).
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub(crate) enum Un { $($name),* }
 
@@ -73,25 +58,21 @@ macro_rules! unary_table {
             }
         }
 
-        #[allow(non_snake_case, clippy::neg_multiply)]
-        mod un {
-            use super::*;
-            $(#[inline(always)] pub(super) fn $name<T: Float>($x: T) -> T { $body })*
-        }
-
         /// `dst[i] = op(src[i])`.
         pub(crate) fn unary<T: Float>(op: Un, src: &[T], dst: &mut [T]) {
-            match op { $(Un::$name => map1(src, dst, un::$name::<T>),)* }
+            match op { $(Un::$name => map1(src, dst, <uop::$name as UnaryOp>::float::<T>),)* }
         }
 
         /// `v[i] = op(v[i])`.
         pub(crate) fn unary_in_place<T: Float>(op: Un, v: &mut [T]) {
-            match op { $(Un::$name => v.iter_mut().for_each(|x| *x = un::$name(*x)),)* }
+            match op {
+                $(Un::$name => v.iter_mut().for_each(|x| *x = <uop::$name as UnaryOp>::float(*x)),)*
+            }
         }
 
         /// `op(x)`.
         pub(crate) fn unary1<T: Float>(op: Un, x: T) -> T {
-            match op { $(Un::$name => un::$name(x),)* }
+            match op { $(Un::$name => <uop::$name as UnaryOp>::float(x),)* }
         }
 
         /// Names of the unary ops.
@@ -100,59 +81,7 @@ macro_rules! unary_table {
 }
 
 unary_table! {
-    Abs: |x| x.abs();
-    Neg: |x| -x;
-    Sign: |x| if x > T::ZERO {
-        T::ONE
-    } else if x < T::ZERO {
-        -T::ONE
-    } else if x.is_nan() {
-        x
-    } else {
-        T::ZERO
-    };
-    Reciprocal: |x| T::ONE / x;
-    Inv: |x| T::ONE / x;
-    Square: |x| x * x;
-    Sqrt: |x| x.sqrt();
-    Rsqrt: |x| T::ONE / x.sqrt();
-    Exp: |x| x.exp();
-    Expm1: |x| x.exp_m1();
-    Log: |x| x.ln();
-    Log1p: |x| x.ln_1p();
-    Sin: |x| x.sin();
-    Cos: |x| x.cos();
-    Tan: |x| x.tan();
-    Asin: |x| x.asin();
-    Acos: |x| x.acos();
-    Atan: |x| x.atan();
-    Sinh: |x| x.sinh();
-    Cosh: |x| x.cosh();
-    Asinh: |x| x.asinh();
-    Acosh: |x| x.acosh();
-    Atanh: |x| x.atanh();
-    Tanh: |x| x.tanh();
-    Sigmoid: |x| T::ONE / (T::ONE + (-x).exp());
-    Floor: |x| x.floor();
-    Ceil: |x| x.ceil();
-    Round: |x| x.round_ties_even();
-    Rint: |x| x.round_ties_even();
-    Erf: |x| x.erf();
-    Erfc: |x| x.erfc();
-    Relu: |x| if x < T::ZERO { T::ZERO } else { x };
-    Relu6: |x| {
-        let six = T::from_f64(6.0);
-        let y = if x < T::ZERO { T::ZERO } else { x };
-        if six < y { six } else { y }
-    };
-    Elu: |x| if x < T::ZERO { x.exp() - T::ONE } else { x };
-    Selu: |x| if x < T::ZERO {
-        T::from_f64(SELU_SCALE * SELU_ALPHA) * (x.exp() - T::ONE)
-    } else {
-        T::from_f64(SELU_SCALE) * x
-    };
-    Softplus: |x| softplus(x);
-    Softsign: |x| x / (T::ONE + x.abs());
+    Abs, Neg, Sign, Reciprocal, Inv, Square, Sqrt, Rsqrt, Exp, Expm1, Log, Log1p, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh, Tanh, Sigmoid, Floor, Ceil, Round, Rint, Erf, Erfc, Relu, Relu6, Elu, Selu, Softplus, Softsign,
 }
 
 macro_rules! binary_table {
@@ -188,15 +117,7 @@ binary_table! {
     Xlog1py, Xdivy,
 }
 
-/// `LeakyRelu` with slope `alpha` (TensorFlow: `x > 0 ? x : x * alpha`).
-#[inline(always)]
-pub(crate) fn leaky_relu<T: Float>(x: T, alpha: T) -> T {
-    if x > T::ZERO {
-        x
-    } else {
-        x * alpha
-    }
-}
+pub(crate) use crate::cpu::math::unary::leaky_relu;
 
 /// What an instruction computes.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -281,8 +281,8 @@ pub(crate) fn binary_same_in<T: Element + Copy>(
 ) -> Result<Tensor> {
     let plan = Plan::new([a.dims(), b.dims()])?;
     let [sa, sb] = plan.inner_strides();
-    let a_free = cx.is_none() || a.is_exclusive();
-    let b_free = cx.is_none() || b.is_exclusive();
+    let a_free = cx.is_none_or(|c| a.is_exclusive() && c.may_overwrite_input(0, 0, &a));
+    let b_free = cx.is_none_or(|c| b.is_exclusive() && c.may_overwrite_input(0, 1, &b));
     if plan.out.as_slice() == a.dims() && a_free {
         let mut a = a;
         let xb = b.as_slice::<T>()?;
@@ -402,7 +402,10 @@ where
 }
 
 /// `f(x)` elementwise, in place over `x`'s buffer.
-pub(crate) fn unary_same<T: Element + Copy>(x: Tensor, f: impl Fn(T) -> T + Sync) -> Result<Tensor> {
+pub(crate) fn unary_same<T: Element + Copy>(
+    x: Tensor,
+    f: impl Fn(T) -> T + Sync,
+) -> Result<Tensor> {
     unary_same_in(None, x, f)
 }
 
@@ -413,7 +416,7 @@ pub(crate) fn unary_same_in<T: Element + Copy>(
     mut x: Tensor,
     f: impl Fn(T) -> T + Sync,
 ) -> Result<Tensor> {
-    if cx.is_some() && !x.is_exclusive() {
+    if cx.is_some_and(|c| !(x.is_exclusive() && c.may_overwrite_input(0, 0, &x))) {
         let mut out = fresh::<T>(cx, x.dims())?;
         let src = x.as_slice::<T>()?;
         let dst = out.as_mut_slice::<T>()?;

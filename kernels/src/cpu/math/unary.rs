@@ -45,7 +45,7 @@ fn softplus<T: Float>(x: T) -> T {
 
 macro_rules! unary_ops {
     ($($name:ident: float($x:ident) => $f:expr $(, int($y:ident) => $g:expr)?;)*) => {
-        mod op {
+        pub(crate) mod op {
             #![allow(clippy::neg_multiply)]
             use super::*;
             $(
@@ -214,6 +214,16 @@ impl Kernel for LogicalNot {
     }
 }
 
+/// `LeakyRelu` with slope `alpha` (TensorFlow: `x > 0 ? x : x * alpha`).
+#[inline(always)]
+pub(crate) fn leaky_relu<T: Float>(x: T, alpha: T) -> T {
+    if x > T::ZERO {
+        x
+    } else {
+        x * alpha
+    }
+}
+
 /// `LeakyRelu`: `x` where positive, `alpha * x` elsewhere (TF: `x > 0 ? x : x * alpha`).
 struct LeakyRelu {
     alpha: f64,
@@ -223,7 +233,7 @@ impl Kernel for LeakyRelu {
     fn compute(&self, _cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let [x] = take("LeakyRelu", inputs)?;
         fn leaky<T: Float>(x: Tensor, alpha: T) -> Result<Tensor> {
-            unary_same::<T>(x, move |v| if v > T::ZERO { v } else { v * alpha })
+            unary_same::<T>(x, move |v| leaky_relu(v, alpha))
         }
         let dt = x.dtype();
         let out = match_float!(dt, T => leaky::<T>(x, T::from_f64(self.alpha))?, d => {
