@@ -129,3 +129,69 @@ fn wrong_shape_feed_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("must feed a value for placeholder tensor 'x'"));
 }
+
+#[test]
+fn inspect_shows_passes_and_the_memory_plan() {
+    let graph = cnn("graph.pb");
+    let out = rill(&[
+        "inspect",
+        &graph,
+        "--passes",
+        "--memory",
+        "--shape",
+        "x:0=4,22,18,3",
+        "--fetch",
+        "probs:0",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("fuse/fuse_contraction"), "{stdout}");
+    assert!(stdout.contains("_FusedConv2D"), "{stdout}");
+    for line in ["planned peak", "naive sum", "lower bound"] {
+        assert!(stdout.contains(line), "{stdout}");
+    }
+    // A placeholder of unknown batch needs its dims.
+    let out = rill(&["inspect", &graph, "--memory"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shape x:0="));
+}
+
+#[test]
+fn dumped_graphs_load_back() {
+    let dir = tempdir("dump");
+    let feed = format!("x:0={}", cnn("x.npy"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "run",
+            &cnn("graph.pb"),
+            "--feed",
+            &feed,
+            "--fetch",
+            "probs:0",
+        ])
+        .env("RILL_DUMP_GRAPHS", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dumps.sort();
+    assert!(dumps.len() >= 3, "{dumps:?}");
+    assert!(dumps[0].ends_with("000_input.pbtxt"));
+    for d in &dumps {
+        let g = rill::graph::Graph::load(d, rill::ops::registry()).unwrap();
+        assert!(!g.is_empty());
+    }
+    let last = rill::graph::Graph::load(dumps.last().unwrap(), rill::ops::registry()).unwrap();
+    assert!(last.nodes().any(|(_, n)| n.op_name() == "_FusedConv2D"));
+}
