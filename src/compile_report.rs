@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use anyhow::{bail, Context, Result};
-use rill_graph::{Graph, Output};
+use rill_graph::Graph;
 use rill_runtime::memory::MemoryPlan;
 use rill_runtime::{Session, SessionOptions};
 
@@ -89,18 +89,13 @@ impl InspectStep {
     }
 }
 
-/// Outputs nothing reads, of nodes that have outputs.
+/// The outputs of nodes nothing depends on (by data or control).
 fn sinks(graph: &Graph) -> Vec<String> {
     let consumers = graph.consumers();
-    let mut read: std::collections::HashSet<Output> = std::collections::HashSet::new();
-    for (_, n) in graph.nodes() {
-        read.extend(n.inputs.iter().copied());
-    }
     graph
         .nodes()
-        .filter(|(id, n)| n.num_outputs() > 0 && !consumers.contains_key(id))
+        .filter(|(id, _)| !consumers.contains_key(id))
         .flat_map(|(id, n)| (0..n.num_outputs()).map(move |i| id.output(i)))
-        .filter(|o| !read.contains(o))
         .map(|o| graph.tensor_name(o))
         .collect()
 }

@@ -15,7 +15,7 @@ use rill_graph::{DType, Error, Node, Result, Tensor};
 use super::epilogue::{Epilogue, FusedOps};
 use super::gemm::{gemm_rows, parallel_row_blocks, RowsDone, MIN_BLOCK_ROWS};
 use super::lane::Lane;
-use super::matmul::{check_args, same_dtypes, via_f32_rounded};
+use super::matmul::{check_args, fused_inputs_dtype, via_f32_rounded};
 use crate::cpu::math::broadcast::alloc;
 use crate::cpu::math::matmul::{gemm_into_serial, Mat, MatElem};
 use crate::cpu::math::num::Float;
@@ -151,15 +151,7 @@ impl Kernel for FusedConv {
     }
 
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let want = 2 + self.ops.num_args();
-        if inputs.len() != want {
-            return Err(Error::invalid_argument(format!(
-                "_FusedConv2D expects {want} inputs, got {}",
-                inputs.len()
-            )));
-        }
-        let dtype = inputs[0].dtype();
-        same_dtypes("_FusedConv2D", &inputs, dtype)?;
+        let dtype = fused_inputs_dtype("_FusedConv2D", &inputs, 2 + self.ops.num_args())?;
         let out = match dtype {
             DType::F32 => self.run::<f32>(Some(cx), inputs, <f32 as Lane>::round)?,
             DType::F64 => self.run::<f64>(Some(cx), inputs, <f64 as Lane>::round)?,

@@ -22,14 +22,21 @@ use crate::cpu::math::num::{narrow, widen};
 use crate::cpu::math::util::attr_bool;
 use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
-/// Checks that every input has dtype `dtype`.
-pub(crate) fn same_dtypes(op: &str, inputs: &[Tensor], dtype: DType) -> Result<()> {
+/// Checks that a fused contraction got `want` inputs of one dtype; returns that dtype.
+pub(crate) fn fused_inputs_dtype(op: &str, inputs: &[Tensor], want: usize) -> Result<DType> {
+    if inputs.len() != want {
+        return Err(Error::invalid_argument(format!(
+            "{op} expects {want} inputs, got {}",
+            inputs.len()
+        )));
+    }
+    let dtype = inputs[0].dtype();
     match inputs.iter().position(|t| t.dtype() != dtype) {
         Some(i) => Err(Error::invalid_argument(format!(
             "{op}: input {i} has dtype {}, expected {dtype}",
             inputs[i].dtype()
         ))),
-        None => Ok(()),
+        None => Ok(dtype),
     }
 }
 
@@ -167,13 +174,7 @@ impl Kernel for FusedMatMul {
     }
 
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let want = 2 + self.ops.num_args();
-        if inputs.len() != want {
-            return Err(Error::invalid_argument(format!(
-                "_FusedMatMul expects {want} inputs, got {}",
-                inputs.len()
-            )));
-        }
+        let dtype = fused_inputs_dtype("_FusedMatMul", &inputs, 2 + self.ops.num_args())?;
         for (i, t) in inputs[..2].iter().enumerate() {
             if t.rank() != 2 {
                 return Err(Error::invalid_argument(format!(
@@ -182,8 +183,6 @@ impl Kernel for FusedMatMul {
                 )));
             }
         }
-        let dtype = inputs[0].dtype();
-        same_dtypes("_FusedMatMul", &inputs, dtype)?;
         let out = match dtype {
             DType::F32 => self.run::<f32>(Some(cx), &inputs, <f32 as Lane>::round)?,
             DType::F64 => self.run::<f64>(Some(cx), &inputs, <f64 as Lane>::round)?,
