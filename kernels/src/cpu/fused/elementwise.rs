@@ -24,6 +24,7 @@ use super::program::{binary, binary1, leaky_relu, unary, unary1, Op, Program, Sr
 use crate::cpu::math::broadcast::broadcast_dims;
 use crate::cpu::math::num::Float;
 use crate::cpu::math::par::worth_splitting;
+use crate::cpu::math::simd::widest;
 use crate::cpu::math::util::{attr_int, attr_type};
 use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits, OutputMemory};
 
@@ -72,6 +73,7 @@ impl Gather {
     }
 
     /// `out` = the input's values at output positions `start..start + out.len()`.
+    #[inline(always)]
     fn fill<S: Lane>(&self, src: &[S], start: usize, out: &mut [S::C]) {
         let last = self.dims.len() - 1;
         let inner = self.dims[last];
@@ -203,6 +205,7 @@ struct Eval<'a, S: Lane> {
 }
 
 impl<S: Lane> Eval<'_, S> {
+    #[inline(always)]
     fn src<'b>(&self, r: usize, slots: &'b [Vec<S::C>], start: usize, len: usize) -> Src<'b, S::C>
     where
         Self: 'b,
@@ -218,6 +221,7 @@ impl<S: Lane> Eval<'_, S> {
     }
 
     /// Computes output positions `start..start + out.len()` (at most [`BLOCK`]).
+    #[inline(always)]
     fn block(&self, start: usize, out: &mut [S], slots: &mut [Vec<S::C>]) {
         let len = out.len();
         for (i, read) in self.reads.iter().enumerate() {
@@ -276,6 +280,7 @@ impl<S: Lane> Eval<'_, S> {
     }
 
     /// Computes output positions `start..start + out.len()`, block by block.
+    #[inline(always)]
     fn range(&self, start: usize, out: &mut [S]) {
         let mut slots = vec![vec![S::C::ZERO; BLOCK]; self.setup.slots];
         for (b, chunk) in out.chunks_mut(BLOCK).enumerate() {
@@ -349,11 +354,17 @@ fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> 
     if worth_splitting(n.saturating_mul(prog.instrs.len())) {
         let tasks = rayon::current_num_threads() * 4;
         let chunk = n.div_ceil(tasks).div_ceil(BLOCK).max(4) * BLOCK;
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, part)| eval.range(c * chunk, part));
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, part)| {
+            widest(
+                #[inline(always)]
+                || eval.range(c * chunk, part),
+            )
+        });
     } else {
-        eval.range(0, out);
+        widest(
+            #[inline(always)]
+            || eval.range(0, out),
+        );
     }
     if reshaped {
         out_t = out_t.reshape(&out_dims)?;

@@ -59,11 +59,13 @@ macro_rules! unary_table {
         }
 
         /// `dst[i] = op(src[i])`.
+        #[inline(always)]
         pub(crate) fn unary<T: Float>(op: Un, src: &[T], dst: &mut [T]) {
             match op { $(Un::$name => map1(src, dst, <uop::$name as UnaryOp>::float::<T>),)* }
         }
 
         /// `v[i] = op(v[i])`.
+        #[inline(always)]
         pub(crate) fn unary_in_place<T: Float>(op: Un, v: &mut [T]) {
             match op {
                 $(Un::$name => v.iter_mut().for_each(|x| *x = <uop::$name as UnaryOp>::float(*x)),)*
@@ -97,6 +99,7 @@ macro_rules! binary_table {
         }
 
         /// `dst[i] = op(x[i], y[i])` (a scalar operand is broadcast).
+        #[inline(always)]
         pub(crate) fn binary<T: Float>(op: Bin, x: Src<T>, y: Src<T>, dst: &mut [T]) {
             match op { $(Bin::$name => map2(x, y, dst, <bop::$name as BinaryOp>::float::<T>),)* }
         }

@@ -293,3 +293,77 @@ fn bad_programs_and_inputs_are_errors() {
     .concat();
     assert!(run_with("_FusedElementwise", &attrs, vec![ints], &[]).is_err());
 }
+
+/// Throughput of the benchmark chain (`rill::bench_graphs::elementwise_chain`) as one
+/// kernel, as the same chain written by hand in one loop (the ceiling), and as its ops run
+/// one by one; ignored by default, run with
+/// `cargo test -p rill-kernels --release -- --ignored perf_fused --nocapture`.
+#[test]
+#[ignore]
+fn perf_fused_chain() {
+    let n = 1 << 20;
+    let x = Tensor::new(&[n], random(n, 1)).unwrap();
+    let y = Tensor::new(&[n], random(n, 2)).unwrap();
+    let half = Tensor::scalar(0.5f32);
+    let ops = [
+        "Mul 0 2",
+        "AddV2 3 1",
+        "Relu 4",
+        "Sub 5 0",
+        "Square 6",
+        "Mul 7 1",
+        "Maximum 8 0",
+        "Neg 9",
+    ];
+    let time = |label: &str, f: &dyn Fn() -> Tensor| {
+        let _ = f();
+        let reps = 100;
+        let us = (0..5)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(f());
+                }
+                start.elapsed().as_secs_f64() / reps as f64 * 1e6
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("{label:<20} {us:>9.1} µs");
+    };
+    time("fused", &|| {
+        run(
+            "_FusedElementwise",
+            &program(3, &ops),
+            vec![x.clone(), y.clone(), half.clone()],
+        )
+    });
+    time("hand-written loop", &|| {
+        let mut out = Tensor::zeros(DType::F32, &[n]).unwrap();
+        let (xs, ys) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
+        crate::cpu::math::simd::widest(
+            #[inline(always)]
+            || {
+                for ((o, &a), &b) in out
+                    .as_mut_slice::<f32>()
+                    .unwrap()
+                    .iter_mut()
+                    .zip(xs)
+                    .zip(ys)
+                {
+                    let t = (a * 0.5 + b).max(0.0) - a;
+                    *o = -((t * t * b).max(a));
+                }
+            },
+        );
+        out
+    });
+    time("unfused", &|| {
+        let t = run("Mul", &[], vec![x.clone(), half.clone()]);
+        let t = run("AddV2", &[], vec![t, y.clone()]);
+        let t = run("Relu", &[], vec![t]);
+        let t = run("Sub", &[], vec![t, x.clone()]);
+        let t = run("Square", &[], vec![t]);
+        let t = run("Mul", &[], vec![t, y.clone()]);
+        let t = run("Maximum", &[], vec![t, x.clone()]);
+        run("Neg", &[], vec![t])
+    });
+}

@@ -20,6 +20,7 @@ mod perf;
 pub(crate) mod reduce;
 pub(crate) mod scan;
 pub(crate) mod segment;
+pub(crate) mod simd;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub(crate) mod unary;
