@@ -81,7 +81,7 @@ impl InspectStep {
         Ok(InspectStep { feeds, fetches })
     }
 
-    fn names(&self) -> (Vec<&str>, Vec<&str>) {
+    pub(crate) fn names(&self) -> (Vec<&str>, Vec<&str>) {
         (
             self.feeds.iter().map(|(n, _)| n.as_str()).collect(),
             self.fetches.iter().map(String::as_str).collect(),

@@ -8,6 +8,7 @@ pub mod compile_report;
 pub mod data;
 pub mod inspect;
 pub mod npy;
+pub mod partition_report;
 pub mod tensorboard;
 pub mod train;
 
@@ -24,5 +25,6 @@ pub mod prelude {
         Code, DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape, Tensor,
     };
     pub use rill_ops::Builder;
+    pub use rill_runtime::placer::Strategy;
     pub use rill_runtime::{Callable, Session, SessionOptions};
 }

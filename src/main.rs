@@ -45,6 +45,11 @@ enum Command {
         /// A tensor the step fetches (default: every sink); repeatable.
         #[arg(long = "fetch", value_name = "TENSOR")]
         fetches: Vec<String>,
+        /// Show how the step is placed on --devices and cut into partitions.
+        #[arg(long)]
+        partition: bool,
+        #[command(flatten)]
+        devices: DeviceArgs,
     },
     /// Convert between binary .pb and text .pbtxt (chosen by each file's extension).
     Convert { input: PathBuf, output: PathBuf },
@@ -152,6 +157,25 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 #[derive(clap::Args)]
+struct DeviceArgs {
+    /// Devices to split the step across, e.g. cpu:4.
+    #[arg(long, default_value = "cpu:1")]
+    devices: String,
+    /// Where nodes without a device request go: client (CPU:0) or spread.
+    #[arg(long, default_value = "client")]
+    placement: String,
+}
+
+impl DeviceArgs {
+    fn parse(&self) -> Result<(usize, rill::prelude::Strategy)> {
+        Ok((
+            rill::partition_report::parse_devices(&self.devices)?,
+            rill::partition_report::parse_placement(&self.placement)?,
+        ))
+    }
+}
+
+#[derive(clap::Args)]
 struct StepArgs {
     /// A feed, TENSOR=FILE.npy (e.g. x:0=x.npy); repeatable.
     #[arg(long = "feed", value_name = "TENSOR=NPY")]
@@ -165,6 +189,8 @@ struct StepArgs {
     /// Run the graph as written: no optimisation passes, no memory plan.
     #[arg(long)]
     no_optimize: bool,
+    #[command(flatten)]
+    devices: DeviceArgs,
 }
 
 struct Step {
@@ -183,6 +209,8 @@ impl Step {
         } else {
             SessionOptions::default()
         };
+        let (devices, placement) = args.devices.parse()?;
+        let options = options.with_cpu_devices(devices, placement);
         let session = Session::new(g, options)?;
         let feeds = args
             .feeds
@@ -295,11 +323,20 @@ fn main() -> Result<()> {
             memory,
             shapes,
             fetches,
+            partition,
+            devices,
         } => {
-            if passes || memory {
+            if passes || memory || partition {
                 let g = rill::graph::Graph::load(&graph, rill::ops::registry())
                     .with_context(|| format!("loading {}", graph.display()))?;
                 let step = rill::compile_report::InspectStep::new(&g, &shapes, &fetches)?;
+                if partition {
+                    let (n, placement) = devices.parse()?;
+                    print!(
+                        "{}",
+                        rill::partition_report::partition_report(&g, &step, n, placement)?
+                    );
+                }
                 if passes {
                     print!("{}", rill::compile_report::passes_report(&g, &step)?);
                 }

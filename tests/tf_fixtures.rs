@@ -6,7 +6,9 @@
 //!
 //! Every fixture runs twice: optimised (passes, fusion and memory plan: the default
 //! session) and as written (`SessionOptions::unoptimized`); lines say which (`[opt]`,
-//! `[noopt]`). `RILL_OPTIMIZE=1` or `=0` runs only one of the two.
+//! `[noopt]`). `RILL_OPTIMIZE=1` or `=0` runs only one of the two. The optimised run is
+//! repeated split across 4 CPU devices (`[opt,cpu:4]`: spread placement, Send/Recv between
+//! them); `RILL_DEVICES=N` instead runs every mode on N devices (`RILL_DEVICES=1`: none).
 
 use std::path::{Path, PathBuf};
 
@@ -298,14 +300,32 @@ fn main() {
         .filter(|p| p.join("fixture.json").exists())
         .collect();
     dirs.sort();
-    let modes: Vec<(&str, SessionOptions)> = match std::env::var("RILL_OPTIMIZE").as_deref() {
-        Ok("1") => vec![("opt", SessionOptions::default())],
-        Ok("0") => vec![("noopt", SessionOptions::unoptimized())],
+    let mut modes: Vec<(String, SessionOptions)> = match std::env::var("RILL_OPTIMIZE").as_deref() {
+        Ok("1") => vec![("opt".into(), SessionOptions::default())],
+        Ok("0") => vec![("noopt".into(), SessionOptions::unoptimized())],
         _ => vec![
-            ("opt", SessionOptions::default()),
-            ("noopt", SessionOptions::unoptimized()),
+            ("opt".into(), SessionOptions::default()),
+            ("noopt".into(), SessionOptions::unoptimized()),
         ],
     };
+    // Split across CPU devices: RILL_DEVICES=N runs every mode on N devices; by default
+    // the optimised mode also runs spread over 4.
+    match std::env::var("RILL_DEVICES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(n) if n > 1 => {
+            for (mode, options) in &mut modes {
+                *mode = format!("{mode},cpu:{n}");
+                *options = options.clone().with_cpu_devices(n, Strategy::Spread);
+            }
+        }
+        Some(_) => {}
+        None => modes.push((
+            "opt,cpu:4".into(),
+            SessionOptions::default().with_cpu_devices(4, Strategy::Spread),
+        )),
+    }
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (dir, (mode, options)) in dirs
         .iter()

@@ -50,6 +50,8 @@ pub struct KernelContext<'a> {
     pub arena: Option<&'a Arc<Arena>>,
     /// Where the memory plan put each output; empty means nowhere (the heap).
     pub output_memory: &'a [OutputMemory],
+    /// The step's rendezvous, where `_Send` and `_Recv` meet (none in a one-device step).
+    pub rendezvous: Option<&'a Arc<dyn rendezvous::Rendezvous>>,
 }
 
 /// Where the memory plan put one output of a node.
@@ -78,6 +80,7 @@ impl<'a> KernelContext<'a> {
             outputs_needed: &[],
             arena: None,
             output_memory: &[],
+            rendezvous: None,
         }
     }
 
@@ -191,7 +194,23 @@ pub trait Kernel: Send + Sync {
     /// Computes the node's outputs from its inputs. Inputs are owned so that a kernel may
     /// reuse an input's buffer for its output when nothing else holds it.
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+
+    /// Whether the executor must call [`Kernel::compute_async`]: the kernel waits for
+    /// something outside the step's dataflow (a `_Recv`), and must not hold a thread
+    /// while it waits.
+    fn is_async(&self) -> bool {
+        false
+    }
+
+    /// Computes the outputs and hands them to `done`, perhaps later and on another thread;
+    /// `done` is called exactly once. The default computes synchronously.
+    fn compute_async(&self, cx: &KernelContext, inputs: Vec<Tensor>, done: AsyncDone) {
+        done(self.compute(cx, inputs))
+    }
 }
+
+/// What an asynchronous kernel calls with its outputs (or its error), exactly once.
+pub type AsyncDone = Box<dyn FnOnce(Result<Vec<Tensor>>) + Send>;
 
 /// Creates the kernel of a node (reading its attrs once).
 pub type KernelFactory = fn(&Node) -> Result<Box<dyn Kernel>>;

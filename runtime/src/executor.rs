@@ -4,16 +4,25 @@
 //! independent branches run in parallel. The first error stops the step: nothing new is
 //! started, and it is returned with the node's name.
 //!
+//! A step split across devices runs one [`Step`] per partition, all sharing one
+//! [`StepShared`]: the first error of any partition stops them all and aborts the step's
+//! rendezvous, so a partition waiting in a `_Recv` is woken with that error instead of
+//! waiting forever. Asynchronous kernels (`_Recv`) hold no thread while they wait: the
+//! node finishes in the kernel's callback, on whatever thread delivers the value, and its
+//! successors go to the partition's own thread pool.
+//!
 //! Invariants: each slot is written once per step, before any reader runs (the pending
 //! counter's release/acquire orders them); the last reader of a slot takes the tensor, so
 //! its buffer can be reused in place; the caller returns only when no task of the step
-//! is running.
+//! (in any partition) is running and no asynchronous kernel is still waiting.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use rayon::ThreadPool;
 use rill_graph::{Arena, Error, Result, Tensor};
+use rill_kernels::rendezvous::Rendezvous;
 use rill_kernels::{KernelContext, ResourceMgr};
 
 use crate::memory::MemoryPlan;
@@ -51,15 +60,66 @@ impl Completion {
     }
 }
 
-struct Step {
+/// What every partition of one step shares: the running-task count, the first error and
+/// the rendezvous their `_Send`s and `_Recv`s meet in.
+#[derive(Default)]
+pub struct StepShared {
+    completion: Completion,
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    rendezvous: Option<Arc<dyn Rendezvous>>,
+}
+
+impl StepShared {
+    /// Shared state of a step whose partitions meet in `rendezvous`.
+    pub fn new(rendezvous: Option<Arc<dyn Rendezvous>>) -> Arc<StepShared> {
+        Arc::new(StepShared {
+            rendezvous,
+            ..StepShared::default()
+        })
+    }
+
+    /// Records `e` if it is the step's first error, stops every partition and aborts the
+    /// rendezvous (waking every waiting `_Recv` with that first error).
+    pub fn fail(&self, e: Error) {
+        let first = {
+            let mut err = self.error.lock().expect("error lock");
+            if err.is_none() {
+                *err = Some(e);
+            }
+            err.clone()
+        };
+        self.failed.store(true, Ordering::Release);
+        if let (Some(r), Some(first)) = (&self.rendezvous, first) {
+            r.abort(first);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// The step's first error, if any.
+    pub fn error(&self) -> Option<Error> {
+        self.error.lock().expect("error lock").clone()
+    }
+
+    /// Waits until no task of any partition runs and no asynchronous kernel waits.
+    pub fn wait(&self) {
+        self.completion.wait();
+    }
+}
+
+/// One partition's share of a step.
+pub struct Step {
     plan: Arc<Plan>,
     resources: Arc<ResourceMgr>,
     slots: Vec<Mutex<Option<Tensor>>>,
     reads: Vec<AtomicU32>,
     pending: Vec<AtomicU32>,
-    completion: Arc<Completion>,
-    failed: AtomicBool,
-    error: Mutex<Option<Error>>,
+    shared: Arc<StepShared>,
+    /// The device's threads; `None`: rayon's global pool.
+    pool: Option<Arc<ThreadPool>>,
     timings: Option<Mutex<Vec<NodeTiming>>>,
     /// The memory plan for this step's feed dims and the arena it runs in.
     memory: Option<(Arc<MemoryPlan>, Arc<Arena>)>,
@@ -96,53 +156,115 @@ impl Step {
         }
     }
 
-    fn fail(&self, e: Error) {
-        let mut err = self.error.lock().expect("error lock");
-        if err.is_none() {
-            *err = Some(e);
-        }
-        self.failed.store(true, Ordering::Release);
-    }
-
     /// Runs `first` and then, inline, the chain of nodes it makes ready; spawns the rest.
     fn run_from(self: &Arc<Self>, first: usize) {
         let mut next = Some(first);
         while let Some(i) = next.take() {
-            if self.failed.load(Ordering::Acquire) {
+            if self.shared.failed() {
                 break;
             }
-            if let Err(e) = self.run_node(i) {
-                self.fail(e);
+            if self.plan.nodes[i].kernel.is_async() {
+                self.run_async(i);
                 break;
             }
-            let extra = match &self.memory {
-                Some((m, _)) => m.extra_consumers[i].as_slice(),
-                None => &[],
-            };
-            for &c in self.plan.nodes[i].consumers.iter().chain(extra) {
-                if self.pending[c].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if next.is_none() {
-                        next = Some(c);
-                    } else {
-                        self.spawn(c);
-                    }
+            match self.run_node(i) {
+                Ok(()) => next = self.release_consumers(i, true),
+                Err(e) => {
+                    self.shared.fail(e);
+                    break;
                 }
             }
         }
     }
 
-    fn spawn(self: &Arc<Self>, node: usize) {
-        self.completion.outstanding.fetch_add(1, Ordering::AcqRel);
-        let completion = self.completion.clone();
-        let step = self.clone();
-        rayon::spawn(move || {
-            step.run_from(node);
-            drop(step);
-            completion.finish_task();
-        });
+    /// Counts node `i` done for its consumers; returns one that became ready (when
+    /// `keep_one`) and spawns the others.
+    fn release_consumers(self: &Arc<Self>, i: usize, keep_one: bool) -> Option<usize> {
+        let extra = match &self.memory {
+            Some((m, _)) => m.extra_consumers[i].as_slice(),
+            None => &[],
+        };
+        let mut next = None;
+        for &c in self.plan.nodes[i].consumers.iter().chain(extra) {
+            if self.pending[c].fetch_sub(1, Ordering::AcqRel) == 1 {
+                if keep_one && next.is_none() {
+                    next = Some(c);
+                } else {
+                    self.spawn(c);
+                }
+            }
+        }
+        next
     }
 
-    fn run_node(&self, i: usize) -> Result<()> {
+    fn spawn(self: &Arc<Self>, node: usize) {
+        self.shared
+            .completion
+            .outstanding
+            .fetch_add(1, Ordering::AcqRel);
+        let step = self.clone();
+        let task = move || {
+            step.run_from(node);
+            let shared = step.shared.clone();
+            drop(step);
+            shared.completion.finish_task();
+        };
+        match &self.pool {
+            Some(pool) => pool.spawn(task),
+            None => rayon::spawn(task),
+        }
+    }
+
+    /// Starts an asynchronous kernel; its callback stores the outputs and spawns the
+    /// successors. The wait counts as a running task of the step.
+    fn run_async(self: &Arc<Self>, i: usize) {
+        let inputs = match self.gather_inputs(i) {
+            Ok(inputs) => inputs,
+            Err(e) => return self.shared.fail(e),
+        };
+        self.shared
+            .completion
+            .outstanding
+            .fetch_add(1, Ordering::AcqRel);
+        let step = self.clone();
+        let start = self.timings.as_ref().map(|_| Instant::now());
+        let done = Box::new(move |result: Result<Vec<Tensor>>| {
+            let node = &step.plan.nodes[i];
+            let stored = result
+                .map_err(|e| e.at_node(&node.name, &node.op))
+                .and_then(|outputs| step.store_outputs(i, outputs, start));
+            match stored {
+                Ok(()) if !step.shared.failed() => {
+                    step.release_consumers(i, false);
+                }
+                Ok(()) => {}
+                Err(e) => step.shared.fail(e),
+            }
+            let shared = step.shared.clone();
+            drop(step);
+            shared.completion.finish_task();
+        });
+        let cx = self.context(i);
+        self.plan.nodes[i].kernel.compute_async(&cx, inputs, done);
+    }
+
+    fn context(&self, i: usize) -> KernelContext<'_> {
+        let node = &self.plan.nodes[i];
+        KernelContext {
+            node_name: &node.name,
+            resources: &self.resources,
+            ref_inputs: &node.ref_inputs,
+            outputs_needed: &node.outputs_needed,
+            arena: self.memory.as_ref().map(|(_, a)| a),
+            output_memory: self
+                .memory
+                .as_ref()
+                .map_or(&[][..], |(m, _)| &m.output_memory[i]),
+            rendezvous: self.shared.rendezvous.as_ref(),
+        }
+    }
+
+    fn gather_inputs(&self, i: usize) -> Result<Vec<Tensor>> {
         let node = &self.plan.nodes[i];
         let mut inputs = Vec::with_capacity(node.input_slots.len());
         for (i, slot) in node.input_slots.iter().enumerate() {
@@ -163,22 +285,24 @@ impl Step {
                 }
             }
         }
-        let cx = KernelContext {
-            node_name: &node.name,
-            resources: &self.resources,
-            ref_inputs: &node.ref_inputs,
-            outputs_needed: &node.outputs_needed,
-            arena: self.memory.as_ref().map(|(_, a)| a),
-            output_memory: self
-                .memory
-                .as_ref()
-                .map_or(&[][..], |(m, _)| &m.output_memory[i]),
-        };
+        Ok(inputs)
+    }
+
+    fn run_node(&self, i: usize) -> Result<()> {
+        let node = &self.plan.nodes[i];
+        let inputs = self.gather_inputs(i)?;
+        let cx = self.context(i);
         let start = self.timings.as_ref().map(|_| Instant::now());
         let outputs = node
             .kernel
             .compute(&cx, inputs)
             .map_err(|e| e.at_node(&node.name, &node.op))?;
+        self.store_outputs(i, outputs, start)
+    }
+
+    /// Checks and keeps node `i`'s outputs (and its time, when profiling from `start`).
+    fn store_outputs(&self, i: usize, outputs: Vec<Tensor>, start: Option<Instant>) -> Result<()> {
+        let node = &self.plan.nodes[i];
         if let (Some(start), Some(t)) = (start, &self.timings) {
             t.lock().expect("timings lock").push(NodeTiming {
                 node: node.name.clone(),
@@ -201,6 +325,104 @@ impl Step {
         }
         Ok(())
     }
+
+    /// A step of `plan` with `feeds` (in the plan's feed order), not started yet.
+    pub fn new(
+        plan: &Arc<Plan>,
+        resources: &Arc<ResourceMgr>,
+        feeds: Vec<Tensor>,
+        profile: bool,
+        shared: Arc<StepShared>,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Result<Arc<Step>> {
+        let memory = match plan.memory_plan(&feeds) {
+            Some(m) => {
+                let arena = m.take_arena()?;
+                Some((m, arena))
+            }
+            None => None,
+        };
+        let initial_pending = match &memory {
+            Some((m, _)) => &m.initial_pending,
+            None => &plan.initial_pending,
+        };
+        let step = Arc::new(Step {
+            plan: plan.clone(),
+            resources: resources.clone(),
+            slots: (0..plan.num_slots).map(|_| Mutex::new(None)).collect(),
+            reads: plan
+                .initial_reads
+                .iter()
+                .map(|&r| AtomicU32::new(r))
+                .collect(),
+            pending: initial_pending.iter().map(|&p| AtomicU32::new(p)).collect(),
+            shared,
+            pool,
+            timings: profile.then(|| Mutex::new(Vec::new())),
+            memory,
+        });
+        for (t, &s) in feeds.into_iter().zip(&plan.feed_slots) {
+            *step.slots[s].lock().expect("slot lock") = Some(t);
+        }
+        Ok(step)
+    }
+
+    /// Starts the step's roots: the calling thread runs the first root's chain when
+    /// `run_first_here`, every other root goes to the pool.
+    pub fn start(self: &Arc<Self>, run_first_here: bool) {
+        let roots = match &self.memory {
+            Some((m, _)) => &m.roots,
+            None => &self.plan.roots,
+        };
+        let Some((&first, rest)) = roots.split_first() else {
+            return;
+        };
+        for &r in rest {
+            self.spawn(r);
+        }
+        if run_first_here {
+            self.run_from(first);
+        } else {
+            self.spawn(first);
+        }
+    }
+
+    /// After [`StepShared::wait`]: the fetches (copied out of the arena) and timings, or
+    /// the step's first error; returns the arena to the plan's pool.
+    pub fn finish(self: Arc<Self>) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+        let outcome = match self.shared.error() {
+            Some(e) => Err(e),
+            None => self.fetches(),
+        };
+        let memory = self.memory.clone();
+        drop(self);
+        if let Some((m, arena)) = memory {
+            m.return_arena(arena);
+        }
+        outcome
+    }
+
+    fn fetches(&self) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+        let fetches = self
+            .plan
+            .fetch_slots
+            .iter()
+            .map(|&s| {
+                self.slots[s]
+                    .lock()
+                    .expect("slot lock")
+                    .clone()
+                    .map(Tensor::detach)
+                    .ok_or_else(|| Error::internal("a fetched tensor was not produced"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let timings = self
+            .timings
+            .as_ref()
+            .map(|t| std::mem::take(&mut *t.lock().expect("timings lock")))
+            .unwrap_or_default();
+        Ok((fetches, timings))
+    }
 }
 
 /// Runs one step of `plan` with `feeds` (in the plan's feed order); returns the fetches and,
@@ -211,73 +433,9 @@ pub fn run_step(
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
-    let memory = match plan.memory_plan(&feeds) {
-        Some(m) => {
-            let arena = m.take_arena()?;
-            Some((m, arena))
-        }
-        None => None,
-    };
-    let (initial_pending, roots) = match &memory {
-        Some((m, _)) => (&m.initial_pending, &m.roots),
-        None => (&plan.initial_pending, &plan.roots),
-    };
-    let step = Arc::new(Step {
-        plan: plan.clone(),
-        resources: resources.clone(),
-        slots: (0..plan.num_slots).map(|_| Mutex::new(None)).collect(),
-        reads: plan
-            .initial_reads
-            .iter()
-            .map(|&r| AtomicU32::new(r))
-            .collect(),
-        pending: initial_pending.iter().map(|&p| AtomicU32::new(p)).collect(),
-        completion: Arc::new(Completion::default()),
-        failed: AtomicBool::new(false),
-        error: Mutex::new(None),
-        timings: profile.then(|| Mutex::new(Vec::new())),
-        memory: memory.clone(),
-    });
-    for (t, &s) in feeds.into_iter().zip(&plan.feed_slots) {
-        *step.slots[s].lock().expect("slot lock") = Some(t);
-    }
-    // The calling thread runs the first root's chain; other roots go to the pool.
-    if let Some((&first, rest)) = roots.split_first() {
-        for &r in rest {
-            step.spawn(r);
-        }
-        step.run_from(first);
-    }
-    step.completion.wait();
-    let outcome = finish(&step, plan);
-    drop(step);
-    if let Some((m, arena)) = memory {
-        m.return_arena(arena);
-    }
-    outcome
-}
-
-/// The step's fetches (copied out of the arena) and timings, or its first error.
-fn finish(step: &Step, plan: &Plan) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
-    if let Some(e) = step.error.lock().expect("error lock").take() {
-        return Err(e);
-    }
-    let fetches = plan
-        .fetch_slots
-        .iter()
-        .map(|&s| {
-            step.slots[s]
-                .lock()
-                .expect("slot lock")
-                .clone()
-                .map(Tensor::detach)
-                .ok_or_else(|| Error::internal("a fetched tensor was not produced"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let timings = step
-        .timings
-        .as_ref()
-        .map(|t| std::mem::take(&mut *t.lock().expect("timings lock")))
-        .unwrap_or_default();
-    Ok((fetches, timings))
+    let shared = Arc::new(StepShared::default());
+    let step = Step::new(plan, resources, feeds, profile, shared.clone(), None)?;
+    step.start(true);
+    shared.wait();
+    step.finish()
 }

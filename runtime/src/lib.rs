@@ -9,6 +9,7 @@ pub mod device;
 pub mod executor;
 pub mod fusion;
 pub mod memory;
+pub mod multi_device;
 pub mod optimize;
 pub mod partition;
 pub mod passes;

@@ -2,17 +2,25 @@
 //! signature once (cached), checks the feeds against the graph, and runs the executor;
 //! [`Callable`] is a prepared signature for hot loops (no lookups per call).
 //!
+//! With [`SessionOptions::cpu_devices`] above one, the session has that many CPU devices
+//! (each with its own share of the threads); every step is placed on them, partitioned
+//! with `_Send`/`_Recv` between devices and run as a [`PartitionedPlan`].
+//!
 //! Invariants: the session's graph never changes after creation; every error a user can
 //! act on (missing feed, wrong dtype or shape, unknown fetch, missing kernel) names the
 //! tensor or node.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use rill_graph::{Error, Graph, NodeId, Output, Result, Tensor};
+use rill_graph::{DType, Error, Graph, NodeId, Output, Result, Shape, Tensor};
 use rill_kernels::{KernelRegistry, ResourceMgr};
 
+use crate::device::DeviceSet;
 use crate::executor::{run_step, NodeTiming};
-use crate::plan::{Plan, PlanCache};
+use crate::multi_device::{Devices, PartitionedPlan, StepSpec};
+use crate::placer::{PlacerOptions, Strategy};
+use crate::plan::{Plan, PlanCache, Signature};
 
 /// How a session is set up.
 #[derive(Debug, Clone)]
@@ -20,18 +28,40 @@ pub struct SessionOptions {
     /// Run the optimisation passes (folding, CSE, pruning, fusion) and the memory plan on
     /// each step's graph. On by default.
     pub optimize: bool,
+    /// CPU devices in this process (`/job:localhost/replica:0/task:0/device:CPU:0..N`),
+    /// sharing the machine's threads. 1 (the default): one device, no partitioning.
+    pub cpu_devices: usize,
+    /// Where nodes without a device request go when there are several devices.
+    pub placement: Strategy,
+    /// Move a node whose requested device cannot run it instead of failing (logged).
+    pub soft_placement: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> SessionOptions {
-        SessionOptions { optimize: true }
+        SessionOptions {
+            optimize: true,
+            cpu_devices: 1,
+            placement: Strategy::Client,
+            soft_placement: false,
+        }
     }
 }
 
 impl SessionOptions {
     /// Options that run the graph exactly as written: no passes, no memory plan.
     pub fn unoptimized() -> SessionOptions {
-        SessionOptions { optimize: false }
+        SessionOptions {
+            optimize: false,
+            ..SessionOptions::default()
+        }
+    }
+
+    /// These options with `n` CPU devices placed by `placement`.
+    pub fn with_cpu_devices(mut self, n: usize, placement: Strategy) -> SessionOptions {
+        self.cpu_devices = n.max(1);
+        self.placement = placement;
+        self
     }
 }
 
@@ -42,11 +72,30 @@ pub struct Session {
     kernels: Arc<KernelRegistry>,
     resources: Arc<ResourceMgr>,
     plans: PlanCache,
+    /// The devices when there are several.
+    devices: Option<Devices>,
+    partitioned: Mutex<HashMap<Signature, Arc<PartitionedPlan>>>,
+}
+
+/// A compiled step: for one device, or split across several.
+#[derive(Clone)]
+enum Compiled {
+    Single(Arc<Plan>),
+    Partitioned(Arc<PartitionedPlan>),
+}
+
+impl Compiled {
+    fn feed_specs(&self) -> &[(String, DType, Shape)] {
+        match self {
+            Compiled::Single(p) => &p.feed_specs,
+            Compiled::Partitioned(p) => &p.feed_specs,
+        }
+    }
 }
 
 /// A prepared (feeds, fetches, targets) signature.
 pub struct Callable {
-    plan: Arc<Plan>,
+    plan: Compiled,
     resources: Arc<ResourceMgr>,
 }
 
@@ -54,13 +103,97 @@ impl Session {
     /// A session over `graph`, which is validated first.
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session> {
         graph.validate()?;
+        let devices = if options.cpu_devices > 1 {
+            Some(Devices::new(DeviceSet::local_cpus(options.cpu_devices))?)
+        } else {
+            None
+        };
         Ok(Session {
             graph: Arc::new(graph),
             options,
             kernels: rill_kernels::registry(),
             resources: Arc::new(ResourceMgr::new()),
             plans: PlanCache::default(),
+            devices,
+            partitioned: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The session's devices (one CPU unless [`SessionOptions::cpu_devices`] says more).
+    pub fn devices(&self) -> DeviceSet {
+        match &self.devices {
+            Some(d) => d.set.clone(),
+            None => DeviceSet::local_cpus(1),
+        }
+    }
+
+    /// Compiles (or fetches from the cache) the step for a signature, partitioned when the
+    /// session has several devices.
+    fn compile(&self, feeds: &[&str], fetches: &[&str], targets: &[&str]) -> Result<Compiled> {
+        let Some(devices) = &self.devices else {
+            return self.plan(feeds, fetches, targets).map(Compiled::Single);
+        };
+        let key: Signature = (
+            feeds.iter().map(|s| s.to_string()).collect(),
+            fetches.iter().map(|s| s.to_string()).collect(),
+            targets.iter().map(|s| s.to_string()).collect(),
+        );
+        if let Some(p) = self.partitioned.lock().expect("plan cache lock").get(&key) {
+            return Ok(Compiled::Partitioned(p.clone()));
+        }
+        let plan = Arc::new(self.compile_partitioned(&key, devices)?);
+        self.partitioned
+            .lock()
+            .expect("plan cache lock")
+            .insert(key, plan.clone());
+        Ok(Compiled::Partitioned(plan))
+    }
+
+    fn compile_partitioned(&self, key: &Signature, devices: &Devices) -> Result<PartitionedPlan> {
+        let (feeds, fetches, targets) = (names(&key.0), names(&key.1), names(&key.2));
+        let step = self.resolve_step(&self.graph, &feeds, &fetches, &targets)?;
+        let optimized;
+        let graph: &Graph = if self.options.optimize {
+            optimized = crate::optimize::optimize(&self.graph, &step.0, &step.1, &step.2)?.0;
+            &optimized
+        } else {
+            &self.graph
+        };
+        // The names resolve in the optimised graph too (passes keep them).
+        self.resolve_step(graph, &feeds, &fetches, &targets)?;
+        let placer = PlacerOptions {
+            soft_placement: self.options.soft_placement,
+            strategy: self.options.placement,
+        };
+        PartitionedPlan::compile(
+            &StepSpec {
+                graph,
+                feeds: &key.0,
+                fetches: &key.1,
+                targets: &key.2,
+                placer: &placer,
+                plan_memory: self.options.optimize,
+            },
+            devices,
+            &self.kernels,
+            &self.resources,
+        )
+    }
+
+    /// The step for a signature placed and partitioned on the session's devices
+    /// (compiled and cached if new); FailedPrecondition for a one-device session.
+    pub fn partitioned(
+        &self,
+        feeds: &[&str],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<Arc<PartitionedPlan>> {
+        match self.compile(feeds, fetches, targets)? {
+            Compiled::Partitioned(p) => Ok(p),
+            Compiled::Single(_) => Err(Error::failed_precondition(
+                "the session has one device: its steps are not partitioned",
+            )),
+        }
     }
 
     pub fn graph(&self) -> &Graph {
@@ -159,7 +292,7 @@ impl Session {
         targets: &[&str],
     ) -> Result<Vec<Tensor>> {
         let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
-        let plan = self.plan(&names, fetches, targets)?;
+        let plan = self.compile(&names, fetches, targets)?;
         let tensors = feeds.iter().map(|(_, t)| t.clone()).collect();
         run_checked(&plan, &self.resources, tensors, false).map(|(f, _)| f)
     }
@@ -172,7 +305,7 @@ impl Session {
         targets: &[&str],
     ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
         let names: Vec<&str> = feeds.iter().map(|(n, _)| *n).collect();
-        let plan = self.plan(&names, fetches, targets)?;
+        let plan = self.compile(&names, fetches, targets)?;
         run_checked(
             &plan,
             &self.resources,
@@ -184,7 +317,7 @@ impl Session {
     /// Prepares a signature; [`Callable::run`] then takes feeds in this order.
     pub fn prepare(&self, feeds: &[&str], fetches: &[&str], targets: &[&str]) -> Result<Callable> {
         Ok(Callable {
-            plan: self.plan(feeds, fetches, targets)?,
+            plan: self.compile(feeds, fetches, targets)?,
             resources: self.resources.clone(),
         })
     }
@@ -196,7 +329,7 @@ impl Session {
 
     /// Number of distinct signatures compiled so far.
     pub fn cached_plans(&self) -> usize {
-        self.plans.len()
+        self.plans.len() + self.partitioned.lock().expect("plan cache lock").len()
     }
 }
 
@@ -205,6 +338,10 @@ impl Callable {
     pub fn run(&self, feeds: Vec<Tensor>) -> Result<Vec<Tensor>> {
         run_checked(&self.plan, &self.resources, feeds, false).map(|(f, _)| f)
     }
+}
+
+fn names(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// A step's feeds, fetches and targets resolved in a graph.
@@ -223,19 +360,20 @@ fn resolve(graph: &Graph, name: &str, what: &str) -> Result<Output> {
 }
 
 fn run_checked(
-    plan: &Arc<Plan>,
+    plan: &Compiled,
     resources: &Arc<ResourceMgr>,
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
-    if feeds.len() != plan.feed_specs.len() {
+    let specs = plan.feed_specs();
+    if feeds.len() != specs.len() {
         return Err(Error::invalid_argument(format!(
             "expected {} feeds, got {}",
-            plan.feed_specs.len(),
+            specs.len(),
             feeds.len()
         )));
     }
-    for (t, (name, dtype, shape)) in feeds.iter().zip(&plan.feed_specs) {
+    for (t, (name, dtype, shape)) in feeds.iter().zip(specs) {
         if t.dtype() != *dtype {
             return Err(Error::invalid_argument(format!(
                 "cannot feed a {} tensor to '{name}', which has dtype {dtype}",
@@ -249,5 +387,8 @@ fn run_checked(
             )));
         }
     }
-    run_step(plan, resources, feeds, profile)
+    match plan {
+        Compiled::Single(plan) => run_step(plan, resources, feeds, profile),
+        Compiled::Partitioned(plan) => plan.run(resources, feeds, profile),
+    }
 }

@@ -7,6 +7,7 @@ pub mod fused;
 pub mod math;
 pub mod nn;
 pub mod state;
+pub mod transfer;
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     array::register(r);
@@ -14,4 +15,5 @@ pub(crate) fn register(r: &mut KernelRegistry) {
     math::register(r);
     nn::register(r);
     state::register(r);
+    transfer::register(r);
 }
