@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the execution layer: f32 MatMul (GFLOP/s), cnn_inference latency,
-//! executor overhead on a chain of 1000 Tanh ops on 16 floats, and the `Session::run` floor.
+//! executor overhead on a chain of 1000 Tanh ops on 16 floats, the `Session::run` floor, and
+//! `_Send`/`_Recv` between two CPU devices (a tensor there and back, against one device).
 //!
 //! Run: `cargo bench --bench runtime`. TensorFlow's numbers on the same machine come from
 //! `benches/compare_tf.py` (never run in CI).
@@ -97,5 +98,50 @@ fn run_floor(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matmul, cnn_inference, tanh_chain, run_floor);
+/// `z = -(-(x))` with the inner Neg on CPU:1 and the outer on CPU:0: the tensor crosses
+/// devices twice per step (bytes counted in the throughput); the same graph on one device
+/// is the baseline.
+fn send_recv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send_recv_cpu0_cpu1");
+    for n in [1usize << 10, 1 << 20] {
+        group.throughput(Throughput::Bytes((2 * 4 * n) as u64));
+        for devices in [1usize, 2] {
+            let b = Builder::new();
+            let x = b.placeholder("x", DType::F32, [n as i64]).unwrap();
+            let y = {
+                let _on = b.device("/device:CPU:1").unwrap();
+                b.op("Neg").name("y").input(x).build_output().unwrap()
+            };
+            b.op("Neg").name("z").input(y).build().unwrap();
+            let mut g = b.into_graph();
+            if devices == 1 {
+                for id in g.node_ids() {
+                    g.node_mut(id).requested_device = DeviceSpec::default();
+                }
+            }
+            let options = SessionOptions::default().with_cpu_devices(devices, Strategy::Client);
+            let s = Session::new(g, options).unwrap();
+            let call = s.prepare(&["x:0"], &["z:0"], &[]).unwrap();
+            let x = Tensor::new(&[n], random(n, 3)).unwrap();
+            let label = if devices == 1 {
+                "one_device"
+            } else {
+                "two_devices"
+            };
+            group.bench_function(BenchmarkId::new(label, 4 * n), |bench| {
+                bench.iter(|| call.run(vec![x.clone()]).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    matmul,
+    cnn_inference,
+    tanh_chain,
+    run_floor,
+    send_recv
+);
 criterion_main!(benches);

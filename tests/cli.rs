@@ -195,3 +195,82 @@ fn dumped_graphs_load_back() {
     let last = rill::graph::Graph::load(dumps.last().unwrap(), rill::ops::registry()).unwrap();
     assert!(last.nodes().any(|(_, n)| n.op_name() == "_FusedConv2D"));
 }
+
+#[test]
+fn run_and_inspect_split_across_four_devices() {
+    let dir = tempdir("devices");
+    let feed = format!("x:0={}", cnn("x.npy"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "run",
+            &cnn("graph.pb"),
+            "--feed",
+            &feed,
+            "--fetch",
+            "probs:0",
+        ])
+        .args(["--devices", "cpu:4", "--placement", "spread"])
+        .args(["--out", dir.to_str().unwrap()])
+        .env("RILL_DUMP_GRAPHS", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = rill::npy::read_npy(&dir.join("probs_0.npy")).unwrap();
+    let expected = rill::npy::read_npy(Path::new(&cnn("probs.npy"))).unwrap();
+    let (a, e) = (
+        written.as_slice::<f32>().unwrap(),
+        expected.as_slice::<f32>().unwrap(),
+    );
+    assert!(a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-4));
+    let partitions: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("partition_"))
+        .collect();
+    assert!(partitions.len() >= 2, "{partitions:?}");
+    for p in &partitions {
+        let g = rill::graph::Graph::load(p, rill::ops::registry()).unwrap();
+        assert!(g
+            .nodes()
+            .any(|(_, n)| n.op_name().starts_with("_Send") || n.op_name().starts_with("_Recv")));
+    }
+
+    let out = rill(&[
+        "inspect",
+        &cnn("graph.pb"),
+        "--devices",
+        "cpu:4",
+        "--placement",
+        "spread",
+        "--partition",
+        "--shape",
+        "x:0=4,22,18,3",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("on 4 CPU device(s)"), "{stdout}");
+    assert!(stdout.contains("cut edges:"), "{stdout}");
+    assert!(
+        stdout.contains("bytes crossing devices per step: "),
+        "{stdout}"
+    );
+
+    let out = rill(&[
+        "run",
+        &cnn("graph.pb"),
+        "--fetch",
+        "probs:0",
+        "--devices",
+        "gpu:1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must look like cpu:4"));
+}

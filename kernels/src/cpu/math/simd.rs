@@ -8,6 +8,11 @@
 //! Invariant: results do not depend on the path taken. Rust never contracts `a * b + c`
 //! into a fused multiply-add on its own, and every lane computes the same IEEE operation,
 //! so the AVX2 path gives bit for bit what the baseline path gives.
+//!
+//! Used by the fused elementwise kernel, whose destination never aliases an operand. The
+//! unfused kernels' in-place loops (`*o = f(*o)`) are left on the baseline: compiled for
+//! AVX2, LLVM turns an ops' "keep the old value" branch into a masked store
+//! (`vmaskmovps`), which is slow on AMD cores (it made the unfused chain 2x slower).
 
 /// Runs `f`, compiled for AVX2+FMA where the CPU has them (checked once per process).
 #[inline(always)]
