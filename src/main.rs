@@ -164,6 +164,10 @@ struct DeviceArgs {
     /// Where nodes without a device request go: client (CPU:0) or spread.
     #[arg(long, default_value = "client")]
     placement: String,
+    /// Move a node whose requested device cannot run it (e.g. /device:GPU:0 here) to one
+    /// that can, and say so, instead of failing.
+    #[arg(long)]
+    soft_placement: bool,
 }
 
 impl DeviceArgs {
@@ -210,7 +214,8 @@ impl Step {
             SessionOptions::default()
         };
         let (devices, placement) = args.devices.parse()?;
-        let options = options.with_cpu_devices(devices, placement);
+        let mut options = options.with_cpu_devices(devices, placement);
+        options.soft_placement = args.devices.soft_placement;
         let session = Session::new(g, options)?;
         let feeds = args
             .feeds

@@ -186,3 +186,34 @@ fn an_impossible_placement_names_the_node_and_device() {
     let text = err.to_string();
     assert!(text.contains("far") && text.contains("CPU:7"), "{text}");
 }
+
+#[test]
+fn soft_placement_moves_a_gpu_request_to_a_cpu_and_logs_it() {
+    let graph = || {
+        let b = Builder::new();
+        let x = b.placeholder("x", DType::F32, [2i64]).unwrap();
+        {
+            let _scope = b.device("/device:GPU:0").unwrap();
+            b.op("Neg").name("wants_gpu").input(x).build().unwrap();
+        }
+        b.into_graph()
+    };
+    let x = || Tensor::new(&[2], vec![1.0f32, -3.0]).unwrap();
+    let strict = Session::new(graph(), devices(2, Strategy::Client)).unwrap();
+    let err = strict
+        .run(&[("x:0", x())], &["wants_gpu:0"], &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("wants_gpu"), "{err}");
+
+    let mut options = devices(2, Strategy::Client);
+    options.soft_placement = true;
+    let soft = Session::new(graph(), options).unwrap();
+    let out = soft.run(&[("x:0", x())], &["wants_gpu:0"], &[]).unwrap();
+    assert_eq!(out[0].as_slice::<f32>().unwrap(), &[-1.0, 3.0]);
+    let plan = soft.partitioned(&["x:0"], &["wants_gpu:0"], &[]).unwrap();
+    let moves = plan.placement.moves.join("\n");
+    assert!(
+        moves.contains("wants_gpu") && moves.contains("GPU:0"),
+        "{moves}"
+    );
+}
