@@ -19,6 +19,28 @@ fn cnn(file: &str) -> String {
         .into_owned()
 }
 
+/// The stdout of a command that must have succeeded (its stderr in the failure message).
+fn succeeded(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that `dir/probs_0.npy` holds TensorFlow's CNN probabilities.
+fn assert_probs_written(dir: &Path) {
+    let written = rill::npy::read_npy(&dir.join("probs_0.npy")).unwrap();
+    let expected = rill::npy::read_npy(Path::new(&cnn("probs.npy"))).unwrap();
+    let (a, e) = (
+        written.as_slice::<f32>().unwrap(),
+        expected.as_slice::<f32>().unwrap(),
+    );
+    assert_eq!(a.len(), e.len());
+    assert!(a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-4));
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rill-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -41,20 +63,9 @@ fn run_prints_and_writes_fetches() {
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("probs:0: float [4,10]"), "{stdout}");
-    let written = rill::npy::read_npy(&out_dir.join("probs_0.npy")).unwrap();
-    let expected = rill::npy::read_npy(Path::new(&cnn("probs.npy"))).unwrap();
-    let (a, e) = (
-        written.as_slice::<f32>().unwrap(),
-        expected.as_slice::<f32>().unwrap(),
-    );
-    assert!(a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-4));
+    assert_probs_written(&out_dir);
 }
 
 #[test]
@@ -70,12 +81,7 @@ fn bench_prints_latency_and_op_profile() {
         "--iters",
         "5",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("latency over 5 runs: min"), "{stdout}");
     // The optimised step runs the convolutions fused with their bias and ReLU.
     assert!(stdout.contains("(_FusedConv2D)"), "{stdout}");
@@ -143,12 +149,7 @@ fn inspect_shows_passes_and_the_memory_plan() {
         "--fetch",
         "probs:0",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("fuse/fuse_contraction"), "{stdout}");
     assert!(stdout.contains("_FusedConv2D"), "{stdout}");
     for line in ["planned peak", "naive sum", "lower bound"] {
@@ -176,11 +177,7 @@ fn dumped_graphs_load_back() {
         .env("RILL_DUMP_GRAPHS", &dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let mut dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -214,18 +211,8 @@ fn run_and_inspect_split_across_four_devices() {
         .env("RILL_DUMP_GRAPHS", &dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let written = rill::npy::read_npy(&dir.join("probs_0.npy")).unwrap();
-    let expected = rill::npy::read_npy(Path::new(&cnn("probs.npy"))).unwrap();
-    let (a, e) = (
-        written.as_slice::<f32>().unwrap(),
-        expected.as_slice::<f32>().unwrap(),
-    );
-    assert!(a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-4));
+    succeeded(&out);
+    assert_probs_written(&dir);
     let partitions: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -250,12 +237,7 @@ fn run_and_inspect_split_across_four_devices() {
         "--shape",
         "x:0=4,22,18,3",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("on 4 CPU device(s)"), "{stdout}");
     assert!(stdout.contains("cut edges:"), "{stdout}");
     assert!(

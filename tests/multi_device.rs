@@ -13,16 +13,6 @@ fn cpu(i: usize) -> String {
     format!("/job:localhost/replica:0/task:0/device:CPU:{i}")
 }
 
-fn constant(b: &Builder, name: &str, t: Tensor) -> Output {
-    let dtype = t.dtype();
-    b.op("Const")
-        .name(name)
-        .attr("value", t)
-        .attr("dtype", dtype)
-        .build_output()
-        .unwrap()
-}
-
 fn on(b: &Builder, device: usize, op: &str, name: &str, inputs: &[Output]) -> Output {
     let _scope = b.device(&cpu(device)).unwrap();
     inputs
@@ -74,7 +64,7 @@ fn feeds_and_fetches_on_other_devices_travel_through_the_rendezvous() {
         let _scope = b.device(&cpu(2)).unwrap();
         b.placeholder("x", DType::F32, [3i64]).unwrap()
     };
-    let two = constant(&b, "two", Tensor::scalar(2.0f32));
+    let two = b.constant_named("two", Tensor::scalar(2.0f32)).unwrap();
     let y = on(&b, 3, "Mul", "y", &[x, two]);
     on(&b, 1, "Neg", "z", &[y]);
     let s = Session::new(b.into_graph(), devices(4, Strategy::Client)).unwrap();
@@ -103,7 +93,7 @@ fn a_control_edge_across_devices_runs_its_source() {
             .unwrap()
     };
     let init = b.initializer("init").unwrap();
-    let one = constant(&b, "one", Tensor::scalar(1.0f32));
+    let one = b.constant_named("one", Tensor::scalar(1.0f32)).unwrap();
     let bump = b
         .op("AssignAdd")
         .name("bump")

@@ -84,14 +84,15 @@ impl StepShared {
     pub fn fail(&self, e: Error) {
         let first = {
             let mut err = self.error.lock().expect("error lock");
-            if err.is_none() {
-                *err = Some(e);
+            let first = err.is_none();
+            if first {
+                *err = Some(e.clone());
             }
-            err.clone()
+            first
         };
         self.failed.store(true, Ordering::Release);
-        if let (Some(r), Some(first)) = (&self.rendezvous, first) {
-            r.abort(first);
+        if let (Some(r), true) = (&self.rendezvous, first) {
+            r.abort(e);
         }
     }
 

@@ -260,16 +260,14 @@ impl PartitionedPlan {
             }
         }
         shared.wait();
-        let mut results = Vec::with_capacity(steps.len());
+        // Every step is finished (returning its arena) before the first error is returned.
+        let finished: Vec<_> = steps.into_iter().map(Step::finish).collect();
+        let mut results = Vec::with_capacity(finished.len());
         let mut timings = vec![];
-        for step in steps {
-            if let Ok((fetches, t)) = step.finish() {
-                results.push(fetches);
-                timings.extend(t);
-            }
-        }
-        if let Some(e) = shared.error() {
-            return Err(e);
+        for outcome in finished {
+            let (fetches, t) = outcome?;
+            results.push(fetches);
+            timings.extend(t);
         }
         let fetches = self
             .fetch_from
