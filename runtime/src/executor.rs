@@ -434,6 +434,9 @@ pub fn run_step(
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
+    if let Some(cf) = &plan.control_flow {
+        return crate::control_flow::run_step(plan, cf, resources, feeds, profile, None, None);
+    }
     let shared = Arc::new(StepShared::default());
     let step = Step::new(plan, resources, feeds, profile, shared.clone(), None)?;
     step.start(true);

@@ -198,6 +198,13 @@ impl PartitionedPlan {
             }
             let mut plan = Plan::compile(&g, kernels, resources, &feeds, &fetches, &targets)
                 .map_err(|e| Error::new(e.code, format!("on {}: {}", part.device, e.message)))?;
+            if plan.control_flow.is_some() {
+                return Err(Error::unimplemented(format!(
+                    "on {}: TF1 control flow (Switch, Merge, Enter, ...) across several devices; \
+                     a session runs such graphs on one device",
+                    part.device
+                )));
+            }
             plan.plan_memory = spec.plan_memory;
             let device = devices
                 .set

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rill_graph::{Error, Graph, NodeId, Output, Result, Shape, Tensor};
 use rill_kernels::{DeviceType, Kernel, KernelRegistry, ResourceMgr, Variable};
 
+use crate::control_flow::{needs_control_flow, ControlFlowGraph};
 use crate::memory::MemoryPlan;
 
 /// The feed dims a memory plan was made for, and the plan (`None`: nothing to plan).
@@ -68,6 +69,9 @@ pub struct Plan {
     pub plan_memory: bool,
     /// The memory plan for the last feed dims seen (planned on first use per dims).
     memory: std::sync::Mutex<Option<CachedMemoryPlan>>,
+    /// The frame analysis, when the plan has TF1 control flow (it then runs on the
+    /// control-flow executor, without a memory plan).
+    pub control_flow: Option<Arc<ControlFlowGraph>>,
 }
 
 impl Plan {
@@ -221,7 +225,7 @@ impl Plan {
             .iter()
             .map(|&o| (graph.tensor_name(o), graph.dtype(o), graph.shape(o).clone()))
             .collect();
-        Ok(Plan {
+        let mut plan = Plan {
             nodes,
             num_slots,
             feed_slots,
@@ -235,13 +239,18 @@ impl Plan {
             feeds: feeds.to_vec(),
             plan_memory: false,
             memory: std::sync::Mutex::new(None),
-        })
+            control_flow: None,
+        };
+        if needs_control_flow(&plan) {
+            plan.control_flow = Some(Arc::new(ControlFlowGraph::new(&plan, fetches)?));
+        }
+        Ok(plan)
     }
 
     /// The memory plan for feeds of these dims (computed once per distinct dims; `None`
     /// when memory planning is off or found nothing to plan).
     pub fn memory_plan(&self, feeds: &[Tensor]) -> Option<Arc<MemoryPlan>> {
-        if !self.plan_memory {
+        if !self.plan_memory || self.control_flow.is_some() {
             return None;
         }
         let mut cached = self.memory.lock().expect("memory plan lock");

@@ -3,6 +3,7 @@
 use crate::KernelRegistry;
 
 pub mod array;
+pub mod control;
 pub mod fused;
 pub mod math;
 pub mod nn;
@@ -11,6 +12,7 @@ pub mod transfer;
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     array::register(r);
+    control::register(r);
     fused::register(r);
     math::register(r);
     nn::register(r);

@@ -9,21 +9,7 @@ use rill_graph::{DType, Graph, Node, Output, PassContext, Shape, Tensor};
 
 /// Ops of TF1 control flow: passes leave them, and the Identities next to them, alone.
 pub(crate) fn is_control_flow(op: &str) -> bool {
-    matches!(
-        op,
-        "Switch"
-            | "RefSwitch"
-            | "Merge"
-            | "RefMerge"
-            | "Enter"
-            | "RefEnter"
-            | "Exit"
-            | "RefExit"
-            | "NextIteration"
-            | "RefNextIteration"
-            | "LoopCond"
-            | "ControlTrigger"
-    )
+    crate::control_flow::is_control_flow_op(op)
 }
 
 /// Ops whose value is not a function of their inputs even when their definition forgets
