@@ -1,7 +1,9 @@
 //! GraphDef import and export: binary `.pb` and text `.pbtxt`, in TensorFlow's wire format.
 //!
 //! Import resolves `node:index` and `^node` inputs by name (in any order in the file),
-//! checks every op is registered (Unimplemented naming op and node otherwise), decodes
+//! checks every op is registered or is a function of the GraphDef's library (a direct
+//! call, typed by the function's signature; Unimplemented naming op and node otherwise),
+//! decodes
 //! attrs, fills defaults and runs dtype checks and shape inference in topological order.
 //! Malformed bytes or text are InvalidArgument; nothing here panics on input.
 //!
@@ -15,7 +17,7 @@ use crate::attr::{AttrValue, Attrs};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeExtras, NodeId, Output};
-use crate::op_def::OpRegistry;
+use crate::op_def::{OpDef, OpRegistry};
 use crate::validate::{is_back_edge, topo_sort};
 use rill_proto::{GraphDef, Message, NodeDef};
 
@@ -41,6 +43,16 @@ impl Graph {
         graph.library = def.library.clone().unwrap_or_default();
         graph.debug_info = def.debug_info.clone();
 
+        // A node's op is a function of the library (a direct call, as TensorFlow looks the
+        // library up first) or a registered op.
+        let functions: HashMap<&str, &rill_proto::OpDef> = graph
+            .library
+            .function
+            .iter()
+            .filter_map(|f| f.signature.as_ref())
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let mut ops: HashMap<&str, Arc<OpDef>> = HashMap::new();
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(def.node.len());
         for (i, n) in def.node.iter().enumerate() {
             if !crate::graph::is_valid_node_name(&n.name) {
@@ -56,10 +68,14 @@ impl Graph {
                         .at_node(&n.name, &n.op),
                 );
             }
-            graph
-                .registry()
-                .lookup(&n.op)
+            if !ops.contains_key(n.op.as_str()) {
+                let op = match functions.get(n.op.as_str()) {
+                    Some(sig) => OpDef::from_proto(sig).map(Arc::new),
+                    None => graph.registry().lookup(&n.op).cloned(),
+                }
                 .map_err(|e| e.at_node(&n.name, &n.op))?;
+                ops.insert(&n.op, op);
+            }
         }
 
         // Inputs by position in the file, then a topological order over them.
@@ -111,8 +127,9 @@ impl Graph {
             let n = &def.node[i];
             let inputs: Vec<Output> = data[i].iter().map(|&(s, k)| id(s).output(k)).collect();
             let controls = control[i].iter().map(|&s| id(s)).collect();
+            let op = ops[n.op.as_str()].clone();
             graph
-                .import_node(n, inputs, controls, id(i))
+                .import_node(n, op, inputs, controls, id(i))
                 .map_err(|e| e.at_node(&n.name, &n.op))?;
         }
         graph.names = index
@@ -126,11 +143,11 @@ impl Graph {
     fn import_node(
         &mut self,
         n: &NodeDef,
+        op: Arc<OpDef>,
         inputs: Vec<Output>,
         controls: Vec<NodeId>,
         id: NodeId,
     ) -> Result<()> {
-        let op = self.registry().lookup(&n.op)?.clone();
         let mut attrs = Attrs::new();
         for (key, value) in &n.attr {
             let expected = op.attr(key).map(|a| a.ty.as_str());

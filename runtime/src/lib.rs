@@ -5,8 +5,10 @@
 //! graph work: only feed checks, the executor and the kernels.
 
 pub mod checkpoint;
+pub mod control_flow;
 pub mod device;
 pub mod executor;
+pub mod functions;
 pub mod fusion;
 pub mod memory;
 pub mod multi_device;

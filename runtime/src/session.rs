@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use rill_graph::{DType, Error, Graph, NodeId, Output, Result, Shape, Tensor};
 use rill_kernels::{KernelRegistry, ResourceMgr};
 
+use crate::control_flow::is_control_flow_op;
 use crate::device::DeviceSet;
 use crate::executor::{run_step, NodeTiming};
 use crate::multi_device::{Devices, PartitionedPlan, StepSpec};
@@ -75,6 +76,8 @@ pub struct Session {
     /// The devices when there are several.
     devices: Option<Devices>,
     partitioned: Mutex<HashMap<Signature, Arc<PartitionedPlan>>>,
+    /// Whether the graph has TF1 control flow (such steps run on one device).
+    control_flow: std::sync::OnceLock<bool>,
 }
 
 /// A compiled step: for one device, or split across several.
@@ -102,6 +105,8 @@ pub struct Callable {
 impl Session {
     /// A session over `graph`, which is validated first.
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session> {
+        // TF2 function calls, If and While become plain nodes (Switch/Merge, loop frames).
+        let graph = crate::functions::lower_functions(&graph)?.unwrap_or(graph);
         graph.validate()?;
         let devices = if options.cpu_devices > 1 {
             Some(Devices::new(DeviceSet::local_cpus(options.cpu_devices))?)
@@ -116,6 +121,7 @@ impl Session {
             plans: PlanCache::default(),
             devices,
             partitioned: Mutex::new(HashMap::new()),
+            control_flow: std::sync::OnceLock::new(),
         })
     }
 
@@ -133,6 +139,14 @@ impl Session {
         let Some(devices) = &self.devices else {
             return self.plan(feeds, fetches, targets).map(Compiled::Single);
         };
+        if *self.control_flow.get_or_init(|| {
+            self.graph
+                .nodes()
+                .any(|(_, n)| is_control_flow_op(n.op_name()))
+        }) {
+            // Frames and iterations do not cross devices: the whole step runs on one.
+            return self.plan(feeds, fetches, targets).map(Compiled::Single);
+        }
         let key: Signature = (
             feeds.iter().map(|s| s.to_string()).collect(),
             fetches.iter().map(|s| s.to_string()).collect(),
