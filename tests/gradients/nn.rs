@@ -1,9 +1,120 @@
 //! Gradient checks of the nn ops: activations, bias addition, softmax and the losses,
-//! convolution and pooling.
+//! convolution (regular, depthwise, and the backprop ops), pooling and its gradients,
+//! fused batch normalization, LRN and top-k; plus `BatchMatMulV3` and `MirrorPad` /
+//! `MirrorPadGrad`, whose gradients came with this batch. Ops that TensorFlow defines for
+//! float only (FusedBatchNorm, LRN) are checked in f32 with a looser tolerance.
 
+use rill::graph::AttrValue;
 use rill::prelude::*;
 
-use super::{away, check, pos, t};
+use super::{away, check, check_with, pos, t, Opts, DEFAULT};
+
+/// An f32 copy of an f64 tensor.
+fn f32s(x: Tensor) -> Tensor {
+    let v: Vec<f32> = x
+        .as_slice::<f64>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    Tensor::new(x.dims(), v).unwrap()
+}
+
+/// f32 checks: the numeric side carries f32 rounding.
+const F32: Opts = Opts {
+    tol: 5e-3,
+    ..DEFAULT
+};
+
+/// A convolution-family node `op` over `inputs` with the given geometry.
+fn conv_op(
+    b: &Builder,
+    op: &str,
+    inputs: &[Output],
+    strides: [i64; 4],
+    padding: &str,
+    extra: &[(&str, AttrValue)],
+) -> Result<Output> {
+    let mut nb = b
+        .op(op)
+        .attr("strides", strides.to_vec())
+        .attr("padding", padding);
+    for &i in inputs {
+        nb = nb.input(i);
+    }
+    for (name, v) in extra {
+        nb = nb.attr(name, v.clone());
+    }
+    nb.build_output()
+}
+
+/// NCHW with a dilated height and asymmetric explicit padding.
+fn nchw_explicit() -> Vec<(&'static str, AttrValue)> {
+    vec![
+        ("data_format", "NCHW".into()),
+        ("dilations", vec![1i64, 1, 2, 1].into()),
+        ("explicit_paddings", vec![0i64, 0, 0, 0, 1, 2, 0, 1].into()),
+    ]
+}
+
+fn pool_op(
+    b: &Builder,
+    op: &str,
+    inputs: &[Output],
+    k: [i64; 4],
+    s: [i64; 4],
+    padding: &str,
+) -> Result<Output> {
+    let mut nb = b
+        .op(op)
+        .attr("ksize", k.to_vec())
+        .attr("strides", s.to_vec())
+        .attr("padding", padding);
+    for &i in inputs {
+        nb = nb.input(i);
+    }
+    nb.build_output()
+}
+
+/// `y` of a fused batch norm `op` of x, scale, offset; inference uses fixed statistics.
+fn batch_norm(b: &Builder, op: &str, p: &[Output], training: bool, format: &str) -> Result<Output> {
+    let (mean, var) = if training {
+        let empty = || b.constant(Tensor::new(&[0], Vec::<f32>::new())?);
+        (empty()?, empty()?)
+    } else {
+        (
+            b.constant(Tensor::vector(vec![0.2f32, -0.3]))?,
+            b.constant(Tensor::vector(vec![0.5f32, 1.3]))?,
+        )
+    };
+    let outs = b
+        .op(op)
+        .input(p[0])
+        .input(p[1])
+        .input(p[2])
+        .input(mean)
+        .input(var)
+        .attr("epsilon", 0.001f32)
+        .attr("is_training", training)
+        .attr("data_format", format)
+        .build_outputs()?;
+    Ok(outs[0])
+}
+
+fn check_batch_norm(op: &str) {
+    for training in [true, false] {
+        let x = f32s(t(&[2, 3, 3, 2], 1));
+        let inputs = [x, f32s(pos(&[2], 2)), f32s(t(&[2], 3))];
+        check_with(op, &inputs, F32, |b, p| {
+            batch_norm(b, op, p, training, "NHWC")
+        });
+        let x = f32s(t(&[2, 2, 3, 2], 4));
+        let inputs = [x, f32s(pos(&[2], 5)), f32s(t(&[2], 6))];
+        check_with(op, &inputs, F32, |b, p| {
+            batch_norm(b, op, p, training, "NCHW")
+        });
+    }
+}
 
 fn activation(op: &'static str, x: Tensor) {
     check(op, &[x], |b, p| b.unary(op, p[0]))
@@ -94,5 +205,127 @@ cases! {
         check("AvgPool", &[t(&[1, 5, 4, 2], 3)], |b, p| {
             b.avg_pool(p[0], [1, 3, 3, 1], [1, 2, 1, 1], "SAME")
         });
+    }
+
+    depthwise_conv2d: "DepthwiseConv2dNative" => {
+        let op = "DepthwiseConv2dNative";
+        check(op, &[t(&[2, 4, 4, 2], 1), t(&[3, 3, 2, 2], 2)], |b, p| {
+            b.depthwise_conv2d(p[0], p[1], [1, 1, 1, 1], "SAME")
+        });
+        check(op, &[t(&[1, 6, 5, 2], 1), t(&[2, 3, 2, 1], 2)], |b, p| {
+            b.depthwise_conv2d(p[0], p[1], [1, 2, 2, 1], "VALID")
+        });
+        check(op, &[t(&[1, 2, 5, 4], 3), t(&[2, 2, 2, 2], 4)], |b, p| {
+            conv_op(b, op, p, [1, 1, 1, 2], "EXPLICIT", &nchw_explicit())
+        });
+    }
+    conv2d_backprop_input: "Conv2DBackpropInput" => {
+        let op = "Conv2DBackpropInput";
+        check(op, &[t(&[3, 3, 2, 3], 1), t(&[2, 4, 4, 3], 2)], |b, p| {
+            conv_op(b, op, &[b.index_const(&[2, 4, 4, 2])?, p[0], p[1]], [1, 1, 1, 1], "SAME", &[])
+        });
+        check(op, &[t(&[2, 3, 2, 2], 1), t(&[1, 3, 2, 2], 2)], |b, p| {
+            conv_op(b, op, &[b.index_const(&[1, 6, 5, 2])?, p[0], p[1]], [1, 2, 2, 1], "VALID", &[])
+        });
+        // Input [1, 2, 5, 4] NCHW: output H (5 + 3 - 3) + 1 = 6, W (4 + 1 - 2) / 2 + 1 = 2.
+        check(op, &[t(&[2, 2, 2, 3], 3), t(&[1, 3, 6, 2], 4)], |b, p| {
+            let sizes = b.index_const(&[1, 2, 5, 4])?;
+            conv_op(b, op, &[sizes, p[0], p[1]], [1, 1, 1, 2], "EXPLICIT", &nchw_explicit())
+        });
+    }
+    conv2d_backprop_filter: "Conv2DBackpropFilter" => {
+        let op = "Conv2DBackpropFilter";
+        check(op, &[t(&[2, 4, 4, 2], 1), t(&[2, 4, 4, 3], 2)], |b, p| {
+            conv_op(b, op, &[p[0], b.index_const(&[3, 3, 2, 3])?, p[1]], [1, 1, 1, 1], "SAME", &[])
+        });
+        check(op, &[t(&[1, 2, 5, 4], 3), t(&[1, 3, 6, 2], 4)], |b, p| {
+            let sizes = b.index_const(&[2, 2, 2, 3])?;
+            conv_op(b, op, &[p[0], sizes, p[1]], [1, 1, 1, 2], "EXPLICIT", &nchw_explicit())
+        });
+    }
+    max_pool_v2: "MaxPoolV2" => {
+        check("MaxPoolV2", &[t(&[2, 4, 4, 2], 1)], |b, p| {
+            let w = b.index_const(&[1, 2, 2, 1])?;
+            b.op("MaxPoolV2").input(p[0]).input(w).input(w).attr("padding", "VALID").build_output()
+        });
+        check("MaxPoolV2", &[t(&[1, 2, 5, 4], 3)], |b, p| {
+            let (k, s) = (b.index_const(&[1, 1, 3, 3])?, b.index_const(&[1, 1, 2, 1])?);
+            b.op("MaxPoolV2")
+                .input(p[0])
+                .input(k)
+                .input(s)
+                .attr("padding", "SAME")
+                .attr("data_format", "NCHW")
+                .build_output()
+        });
+    }
+    avg_pool_grad: "AvgPoolGrad" => {
+        check("AvgPoolGrad", &[t(&[2, 2, 2, 2], 1)], |b, p| {
+            let sizes = b.index_const(&[2, 4, 4, 2])?;
+            pool_op(b, "AvgPoolGrad", &[sizes, p[0]], [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        });
+        check("AvgPoolGrad", &[t(&[1, 3, 4, 2], 2)], |b, p| {
+            let sizes = b.index_const(&[1, 5, 4, 2])?;
+            pool_op(b, "AvgPoolGrad", &[sizes, p[0]], [1, 3, 3, 1], [1, 2, 1, 1], "SAME")
+        });
+    }
+    max_pool_grad: "MaxPoolGrad" => {
+        // The selection is piecewise constant in orig_input and ignores orig_output.
+        let inputs = [t(&[2, 4, 4, 2], 1), t(&[2, 2, 2, 2], 2), t(&[2, 2, 2, 2], 3)];
+        check("MaxPoolGrad", &inputs, |b, p| {
+            pool_op(b, "MaxPoolGrad", p, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        });
+        let inputs = [t(&[1, 5, 4, 2], 4), t(&[1, 5, 4, 2], 5), t(&[1, 5, 4, 2], 6)];
+        check("MaxPoolGrad", &inputs, |b, p| {
+            pool_op(b, "MaxPoolGrad", p, [1, 3, 3, 1], [1, 1, 1, 1], "SAME")
+        });
+    }
+
+    fused_batch_norm: "FusedBatchNorm" => { check_batch_norm("FusedBatchNorm") }
+    fused_batch_norm_v2: "FusedBatchNormV2" => { check_batch_norm("FusedBatchNormV2") }
+    fused_batch_norm_v3: "FusedBatchNormV3" => { check_batch_norm("FusedBatchNormV3") }
+    lrn: "LRN" => {
+        check_with("LRN", &[f32s(t(&[1, 2, 2, 6], 1))], F32, |b, p| {
+            b.local_response_normalization(p[0], 2, 1.0, 0.5, 0.75)
+        });
+        check_with("LRN", &[f32s(t(&[2, 1, 2, 3], 2))], F32, |b, p| {
+            b.local_response_normalization(p[0], 5, 2.0, 1.0, 0.5)
+        });
+    }
+    top_k: "TopKV2" => {
+        check("TopKV2", &[t(&[3, 5], 1)], |b, p| Ok(b.top_k(p[0], 2, true)?.0));
+        check("TopKV2", &[t(&[2, 2, 4], 2)], |b, p| Ok(b.top_k(p[0], 4, true)?.0));
+        check("TopKV2", &[t(&[6], 3)], |b, p| Ok(b.top_k(p[0], 1, true)?.0));
+    }
+    batch_matmul_v3: "BatchMatMulV3" => {
+        let mm = |b: &Builder, x, y, adj_x: bool, adj_y: bool| {
+            b.op("BatchMatMulV3")
+                .input(x)
+                .input(y)
+                .attr("Tout", DType::F64)
+                .attr("adj_x", adj_x)
+                .attr("adj_y", adj_y)
+                .build_output()
+        };
+        check("BatchMatMulV3", &[t(&[2, 2, 3], 1), t(&[3, 4], 2)], |b, p| mm(b, p[0], p[1], false, false));
+        check("BatchMatMulV3", &[t(&[2, 1, 3, 2], 3), t(&[3, 4, 3], 4)], |b, p| mm(b, p[0], p[1], true, true));
+        check("BatchMatMulV3", &[t(&[2, 2, 3], 5), t(&[2, 2, 3], 6)], |b, p| mm(b, p[0], p[1], false, true));
+    }
+    // MirrorPad and MirrorPadGrad (array ops) gained their gradients with the nn ops.
+    mirror_pad: "MirrorPad" => {
+        for mode in ["REFLECT", "SYMMETRIC"] {
+            check("MirrorPad", &[t(&[3, 4], 1)], |b, p| {
+                let paddings = b.constant(Tensor::new(&[2, 2], vec![2i32, 1, 0, 2])?)?;
+                b.mirror_pad(p[0], paddings, mode)
+            });
+        }
+    }
+    mirror_pad_grad: "MirrorPadGrad" => {
+        for mode in ["REFLECT", "SYMMETRIC"] {
+            check("MirrorPadGrad", &[t(&[6, 6], 1)], |b, p| {
+                let paddings = b.constant(Tensor::new(&[2, 2], vec![2i64, 1, 0, 2])?)?;
+                b.op("MirrorPadGrad").input(p[0]).input(paddings).attr("mode", mode).build_output()
+            });
+        }
     }
 }

@@ -1,8 +1,10 @@
-//! Padding: `Pad` (zeros), `PadV2` (a given value) and `MirrorPad` (reflected borders).
+//! Padding: `Pad` (zeros), `PadV2` (a given value), `MirrorPad` (reflected borders) and
+//! `MirrorPadGrad` (folds a mirror-padded gradient back onto the unpadded shape).
 //! `paddings` is an `[rank, 2]` matrix of (before, after) counts.
 //!
 //! Gradients: `Pad` and `PadV2` slice the input's part out of `dy` (PadV2's constant gets
-//! the sum of the rest); `MirrorPad` has none.
+//! the sum of the rest); `MirrorPad`'s is `MirrorPadGrad` and `MirrorPadGrad`'s is
+//! `MirrorPad` (TF's `_MirrorPadGrad` / `_MirrorPadGradGrad`), with the same mode.
 
 use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
@@ -40,8 +42,21 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
             .attr("mode: {'REFLECT', 'SYMMETRIC'}")
             .shape_fn(mirror_pad_shape),
     )?;
+    r.register(
+        OpDef::build("MirrorPadGrad")
+            .input("input: T")
+            .input("paddings: Tpaddings")
+            .output("output: T")
+            .attr("T: type")
+            .attr("Tpaddings: {int32, int64} = DT_INT32")
+            .attr("mode: {'REFLECT', 'SYMMETRIC'}")
+            .shape_fn(mirror_pad_grad_shape),
+    )?;
     r.gradient("Pad", pad_grad)?;
     r.gradient("PadV2", pad_grad)?;
+    // Each is the other's transpose, so each one's gradient is the other op.
+    r.gradient("MirrorPad", |c| mirror_grad(c, "MirrorPadGrad"))?;
+    r.gradient("MirrorPadGrad", |c| mirror_grad(c, "MirrorPad"))?;
     Ok(())
 }
 
@@ -70,6 +85,15 @@ fn pad_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
     Ok(vec![Some(g), None, Some(value)])
 }
 
+/// `op(dy, paddings)` with the forward node's mode; none for the paddings.
+fn mirror_grad(c: &GradContext, op: &str) -> Result<Vec<Option<Output>>> {
+    let nb = c.b.op(op).input(c.dy(0)?).input(c.x(1));
+    Ok(vec![
+        Some(c.with_attrs(nb, &["mode"])?.build_output()?),
+        None,
+    ])
+}
+
 /// How far a mirrored pad may reach: `dim - 1` for REFLECT, `dim` for SYMMETRIC.
 #[derive(Clone, Copy)]
 enum Limit {
@@ -91,7 +115,12 @@ fn mirror_pad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     padded(cx, Limit::Mirror { offset })
 }
 
-fn padded(cx: &InferenceContext, limit: Limit) -> Result<Vec<Shape>> {
+/// The padded rank and, when the paddings are constant, each dim's (before, after).
+type RankAndPairs = (usize, Option<Vec<(i64, i64)>>);
+
+/// The rank of a pad op's input and, when `paddings` is constant, its `(before, after)`
+/// pairs (checked: `[rank, 2]`, non-negative). `None` when the rank is unknown.
+fn pad_pairs(cx: &InferenceContext) -> Result<Option<RankAndPairs>> {
     let input = cx.input(0)?;
     let paddings = cx.with_rank(1, 2)?;
     let mismatch = || {
@@ -109,24 +138,70 @@ fn padded(cx: &InferenceContext, limit: Limit) -> Result<Vec<Shape>> {
         (r, n) => r.or(n),
     };
     let Some(rank) = rank else {
-        return Ok(vec![Shape::unknown()]);
+        return Ok(None);
     };
     let Some(pads) = cx.input_ints(1)? else {
-        return Ok(vec![Shape::unknown_dims(rank)]);
+        return Ok(Some((rank, None)));
     };
     if pads.len() != rank * 2 {
         return Err(mismatch());
     }
-    let out = (0..rank)
-        .map(|i| {
-            let (before, after) = (pads[2 * i], pads[2 * i + 1]);
-            let dim = input.dim(i as i64);
+    let pairs = pads
+        .chunks(2)
+        .enumerate()
+        .map(|(i, p)| {
+            let (before, after) = (p[0], p[1]);
             if before < 0 || after < 0 {
                 return Err(cx.error(format!(
                     "paddings given by '{}' must be non-negative, got {before} and {after} for dimension {i}",
                     name(cx, 1)
                 )));
             }
+            Ok((before, after))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some((rank, Some(pairs))))
+}
+
+/// The unpadded shape: each known dim less its two paddings (TF's `MirrorPadGradShape`).
+fn mirror_pad_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let input = cx.input(0)?;
+    let pairs = match pad_pairs(cx)? {
+        None => return Ok(vec![Shape::unknown()]),
+        Some((rank, None)) => return Ok(vec![Shape::unknown_dims(rank)]),
+        Some((_, Some(pairs))) => pairs,
+    };
+    let out = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, &(before, after))| {
+            match input.dim(i as i64) {
+                Dim::Known(d) => match (d as i64).checked_sub(before.saturating_add(after)) {
+                    Some(r) if r >= 0 => Ok(Dim::Known(r as usize)),
+                    _ => Err(cx.error(format!(
+                        "paddings {before} and {after} of dimension {i} exceed its size {d} in '{}' with shape {input}",
+                        name(cx, 0)
+                    ))),
+                },
+                Dim::Unknown => Ok(Dim::Unknown),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(vec![Shape::from(out)])
+}
+
+fn padded(cx: &InferenceContext, limit: Limit) -> Result<Vec<Shape>> {
+    let input = cx.input(0)?;
+    let pairs = match pad_pairs(cx)? {
+        None => return Ok(vec![Shape::unknown()]),
+        Some((rank, None)) => return Ok(vec![Shape::unknown_dims(rank)]),
+        Some((_, Some(pairs))) => pairs,
+    };
+    let out = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, &(before, after))| {
+            let dim = input.dim(i as i64);
             if let (Limit::Mirror { offset }, Dim::Known(d)) = (limit, dim) {
                 let most = d as i64 - offset as i64;
                 if before > most || after > most {
@@ -240,6 +315,22 @@ mod tests {
         );
         let m = attrs(&[("T", DType::F32.into()), ("mode", "CONSTANT".into())]);
         assert!(infer("MirrorPad", &m, "[2];[1,2]").is_err());
+    }
+
+    #[test]
+    fn mirror_pad_grad() {
+        let g = "MirrorPadGrad";
+        assert_eq!(
+            pad(g, "REFLECT", "[7,?]", vec![2, 2, 1, 0]).unwrap(),
+            "[3,?]"
+        );
+        assert!(pad(g, "SYMMETRIC", "[3]", vec![2, 2]).is_err());
+        assert!(pad(g, "SYMMETRIC", "[5]", vec![-1, 2]).is_err());
+        assert!(pad(g, "SYMMETRIC", "[5,5]", vec![1, 2]).is_err());
+        let a = attrs(&[("T", DType::F32.into()), ("mode", "REFLECT".into())]);
+        assert_eq!(infer(g, &a, "[5,5];[2,2]").unwrap(), "[?,?]");
+        assert_eq!(infer(g, &a, "?;[3,2]").unwrap(), "[?,?,?]");
+        assert_eq!(infer(g, &a, "?;?").unwrap(), "?");
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! Shapes follow TensorFlow's `MatMulShape` / `BatchMatMul(V2)Shape`; inner dimensions that
 //! differ are an error naming both inputs and their shapes.
 //!
-//! Gradients (`MatMul`, `BatchMatMul`, `BatchMatMulV2`) are products with the incoming
-//! gradient for each transpose combination, as TensorFlow's; a batched operand's gradient
-//! is summed over the batch dims it was broadcast along.
+//! Gradients (`MatMul`, `BatchMatMul`, `BatchMatMulV2`, `BatchMatMulV3`) are products with
+//! the incoming gradient for each transpose combination, as TensorFlow's; a batched
+//! operand's gradient is summed over the batch dims it was broadcast along. V3's products
+//! are V3 nodes whose `Tout` is the operand's dtype (marked `grad_x` / `grad_y`, as TF's
+//! `math_ops.matmul(..., grad_a=True)`).
 
-use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
+use rill_graph::{DType, Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{broadcast_shapes, concat_shapes, subshape, type_attr};
 use crate::array::{broadcast_with_reduction, StridedSliceMasks};
@@ -71,7 +73,8 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     )?;
     r.gradient("MatMul", matmul_grad)?;
     r.gradient("BatchMatMul", batch_matmul_grad)?;
-    r.gradient("BatchMatMulV2", batch_matmul_grad)
+    r.gradient("BatchMatMulV2", batch_matmul_grad)?;
+    r.gradient("BatchMatMulV3", batch_matmul_grad)
 }
 
 /// The products giving `(da, db)` for `a · b` with `a`/`b` transposed per `(ta, tb)`, as
@@ -101,8 +104,24 @@ fn batch_matmul_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
     let (x, y) = (c.x(0), c.x(1));
     let (adj_x, adj_y) = (c.attr_bool("adj_x")?, c.attr_bool("adj_y")?);
     let (px, py) = product_grads(x, y, c.dy(0)?, adj_x, adj_y);
-    let dx = b.batch_matmul(px.0, px.1, px.2, px.3)?;
-    let dy = b.batch_matmul(py.0, py.1, py.2, py.3)?;
+    let v3 = c.op_type() == "BatchMatMulV3";
+    // One product; for V3 a V3 node giving `dtype`, flagged as the gradient of `flag`.
+    let product = |(l, r, al, ar): Product, dtype: DType, flag: &str| {
+        if v3 {
+            b.op("BatchMatMulV3")
+                .input(l)
+                .input(r)
+                .attr("adj_x", al)
+                .attr("adj_y", ar)
+                .attr("Tout", dtype)
+                .attr(flag, true)
+                .build_output()
+        } else {
+            b.batch_matmul(l, r, al, ar)
+        }
+    };
+    let dx = product(px, b.dtype(x), "grad_x")?;
+    let dy = product(py, b.dtype(y), "grad_y")?;
     let (sx, sy) = (b.shape(x), b.shape(y));
     if let (Some(xd), Some(yd)) = (sx.to_known(), sy.to_known()) {
         if xd.len() >= 2 && yd.len() >= 2 {

@@ -1,11 +1,12 @@
-//! 2-D convolutions: `Conv2D`, its gradients `Conv2DBackpropInput` (sizes from the constant
-//! `input_sizes`) and `Conv2DBackpropFilter` (from `filter_sizes`), and
-//! `DepthwiseConv2dNative`; with builder methods.
+//! 2-D convolutions: `Conv2D` and its gradients `Conv2DBackpropInput` (sizes from the
+//! constant `input_sizes`) and `Conv2DBackpropFilter` (from `filter_sizes`); with a builder
+//! method. (Depthwise convolution is in `depthwise`.)
 //!
 //! Shapes follow TensorFlow's `Conv2DShapeWithExplicitPadding` and friends: filters are
 //! HWIO, output sizes come from [`windowed_output_size`] (dilation, SAME/VALID/EXPLICIT),
-//! and channel counts that disagree are errors naming both inputs. `Conv2D` has a gradient
-//! (the two backprop ops).
+//! and channel counts that disagree are errors naming both inputs. All three ops have
+//! gradients, as TensorFlow's `nn_grad.py`: `Conv2D`'s are the two backprop ops, each
+//! backprop op's are `Conv2D` and the other backprop op.
 
 use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
@@ -54,33 +55,24 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
             .input("out_backprop: T")
             .shape_fn(backprop_filter_shape),
     )?;
-    r.register(
-        OpDef::build("DepthwiseConv2dNative")
-            .input("input: T")
-            .input("filter: T")
-            .output("output: T")
-            .attr(&type_attr("T", FLOAT))
-            .attr("strides: list(int)")
-            .attr(PADDING)
-            .attr(EXPLICIT)
-            .attr(FORMAT)
-            .attr(DILATIONS)
-            .shape_fn(depthwise_shape),
-    )?;
-    r.gradient("Conv2D", conv2d_grad)
+    r.gradient("Conv2D", conv2d_grad)?;
+    r.gradient("Conv2DBackpropInput", backprop_input_grad)?;
+    r.gradient("Conv2DBackpropFilter", backprop_filter_grad)
 }
+
+/// The geometry attrs every convolution op shares, copied onto its gradient nodes.
+const ATTRS: [&str; 6] = [
+    "strides",
+    "padding",
+    "explicit_paddings",
+    "data_format",
+    "dilations",
+    "use_cudnn_on_gpu",
+];
 
 /// `Conv2D`'s gradients: `Conv2DBackpropInput` and `Conv2DBackpropFilter` with the forward
 /// node's geometry.
 fn conv2d_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
-    const ATTRS: [&str; 6] = [
-        "strides",
-        "padding",
-        "explicit_paddings",
-        "data_format",
-        "dilations",
-        "use_cudnn_on_gpu",
-    ];
     let b = c.b;
     let (input, filter, dy) = (c.x(0), c.x(1), c.dy(0)?);
     let nb = b
@@ -98,8 +90,46 @@ fn conv2d_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
     Ok(vec![Some(dx), Some(dw)])
 }
 
+/// `Conv2DBackpropInput(input_sizes, filter, dy)`'s gradients (TF's
+/// `_Conv2DBackpropInputGrad`): none for the sizes, `Conv2DBackpropFilter(g, shape(filter),
+/// dy)` for the filter and `Conv2D(g, filter)` for `dy`.
+fn backprop_input_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (filter, dy, g) = (c.x(1), c.x(2), c.dy(0)?);
+    let nb = b
+        .op("Conv2DBackpropFilter")
+        .input(g)
+        .input(b.shape_of(filter)?)
+        .input(dy);
+    let dw = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    let nb = b.op("Conv2D").input(g).input(filter);
+    let ddy = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    Ok(vec![None, Some(dw), Some(ddy)])
+}
+
+/// `Conv2DBackpropFilter(input, filter_sizes, dy)`'s gradients (TF's
+/// `_Conv2DBackpropFilterGrad`): `Conv2DBackpropInput(shape(input), g, dy)` for the input,
+/// none for the sizes and `Conv2D(input, g)` for `dy`.
+fn backprop_filter_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (input, dy, g) = (c.x(0), c.x(2), c.dy(0)?);
+    let nb = b
+        .op("Conv2DBackpropInput")
+        .input(b.shape_of(input)?)
+        .input(g)
+        .input(dy);
+    let dx = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    let nb = b.op("Conv2D").input(input).input(g);
+    let ddy = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    Ok(vec![Some(dx), None, Some(ddy)])
+}
+
 /// Output height and width of a convolution of input 0 by the HWIO filter `filter`.
-fn conv_output_hw(cx: &InferenceContext, input: &Shape, filter: &Shape) -> Result<(Dim, Dim)> {
+pub(super) fn conv_output_hw(
+    cx: &InferenceContext,
+    input: &Shape,
+    filter: &Shape,
+) -> Result<(Dim, Dim)> {
     let format = data_format(cx)?;
     let strides = four_ints(cx, "strides")?;
     let dilations = four_ints(cx, "dilations")?;
@@ -198,35 +228,9 @@ fn backprop_input_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     }
 }
 
-fn backprop_filter_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+pub(super) fn backprop_filter_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     let what = format!("the shape given by filter_sizes '{}'", cx.input_names[1]);
     Ok(vec![shape_with_rank(cx, &cx.input_as_shape(1)?, 4, &what)?])
-}
-
-fn depthwise_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
-    let format = data_format(cx)?;
-    let input = cx.with_rank(0, 4)?;
-    let filter = cx.with_rank(1, 4)?;
-    let (n, _, _, c) = format.split(&input);
-    let depth = merge_input_dims(
-        cx,
-        0,
-        c,
-        1,
-        filter.dim(2),
-        "input depth and filter input depth",
-    )?;
-    let out_depth = match (depth.known(), filter.dim(3).known()) {
-        (Some(d), Some(m)) => Dim::Known(d.checked_mul(m).ok_or_else(|| {
-            cx.error(format!(
-                "output depth {d} * {m} of '{}' overflows",
-                cx.input_names[0]
-            ))
-        })?),
-        _ => Dim::Unknown,
-    };
-    let (h, w) = conv_output_hw(cx, &input, &filter)?;
-    Ok(vec![format.make(n, h, w, out_depth)])
 }
 
 impl Builder {
@@ -238,23 +242,19 @@ impl Builder {
         strides: [i64; 4],
         padding: &str,
     ) -> Result<Output> {
-        self.op("Conv2D")
-            .input(input)
-            .input(filter)
-            .attr("strides", strides.to_vec())
-            .attr("padding", padding)
-            .build_output()
+        self.strided_conv("Conv2D", input, filter, strides, padding)
     }
 
-    /// `DepthwiseConv2dNative` of NHWC `input` by the `[h, w, in, multiplier]` `filter`.
-    pub fn depthwise_conv2d(
+    /// A convolution op `op` of `input` by `filter` with `strides` and `padding`.
+    pub(super) fn strided_conv(
         &self,
+        op: &str,
         input: Output,
         filter: Output,
         strides: [i64; 4],
         padding: &str,
     ) -> Result<Output> {
-        self.op("DepthwiseConv2dNative")
+        self.op(op)
             .input(input)
             .input(filter)
             .attr("strides", strides.to_vec())
@@ -455,24 +455,6 @@ mod tests {
         );
         let three = Some(Tensor::vector(vec![5i32, 5, 3]));
         assert!(infer_with_values("Conv2DBackpropFilter", &a, "?;[3];?", &[None, three]).is_err());
-    }
-
-    #[test]
-    fn depthwise() {
-        let a = conv([1, 2, 2, 1], "SAME", &[]);
-        assert_eq!(
-            infer("DepthwiseConv2dNative", &a, "[1,9,9,3];[3,3,3,2]").unwrap(),
-            "[1,5,5,6]"
-        );
-        assert_eq!(
-            infer("DepthwiseConv2dNative", &a, "[1,9,9,?];[3,3,3,2]").unwrap(),
-            "[1,5,5,6]"
-        );
-        let e = infer("DepthwiseConv2dNative", &a, "[1,9,9,4];[3,3,3,2]").unwrap_err();
-        assert!(
-            e.message.contains("in0:0") && e.message.contains("in1:0"),
-            "{e}"
-        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod batch_norm;
 mod bias;
 pub(crate) mod common;
 mod conv;
+mod depthwise;
 mod fused_conv2d;
 mod losses;
 mod lrn;
@@ -21,6 +22,7 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     batch_norm::register(r)?;
     bias::register(r)?;
     conv::register(r)?;
+    depthwise::register(r)?;
     fused_conv2d::register(r)?;
     losses::register(r)?;
     lrn::register(r)?;

@@ -1,15 +1,19 @@
 //! 2-D pooling: `MaxPool` (SAME/VALID/EXPLICIT), `AvgPool`, `MaxPoolV2` (window and strides
-//! as constant inputs) and the gradients `MaxPoolGrad`, `AvgPoolGrad`; with builder methods.
+//! as constant inputs), the gradients `MaxPoolGrad`, `MaxPoolGradV2`, `AvgPoolGrad` and the
+//! second-order `MaxPoolGradGrad`; with builder methods.
 //!
 //! Shapes follow TensorFlow's `MaxPoolShapeWithExplicitPadding` / `AvgPoolShape`: the
 //! batch dim passes through, H and W (and for max pooling the depth) are windowed.
-//! `MaxPool` and `AvgPool` have gradients (through `MaxPoolGrad` / `AvgPoolGrad`).
+//! Gradients as TensorFlow's `nn_grad.py`: `MaxPool` → `MaxPoolGrad`, `MaxPoolV2` →
+//! `MaxPoolGradV2`, `AvgPool` → `AvgPoolGrad`, `AvgPoolGrad` → `AvgPool` of the incoming
+//! gradient, `MaxPoolGrad` → `MaxPoolGradGrad` (zeros for the original input and output).
 
 use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::{
     data_format, explicit_paddings, four_ints, padding, windowed_output_size, Padding, Window,
 };
+use crate::gradient::GradContext;
 use crate::math::common::{shape_with_rank, type_attr, type_attr_default, FLOAT, NUMBER};
 use crate::Builder;
 
@@ -78,6 +82,51 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
             .attr(&type_attr("T", FLOAT))
             .shape_fn(avg_pool_grad_shape),
     )?;
+    r.register(
+        OpDef::build("MaxPoolGradV2")
+            .input("orig_input: T")
+            .input("orig_output: T")
+            .input("grad: T")
+            .input("ksize: int32")
+            .input("strides: int32")
+            .output("output: T")
+            .attr("padding: {'SAME', 'VALID'}")
+            .attr(FORMAT)
+            .attr(&type_attr_default("T", NUMBER, "DT_FLOAT"))
+            .shape_fn(max_pool_grad_shape),
+    )?;
+    r.register(
+        OpDef::build("MaxPoolGradGrad")
+            .input("orig_input: T")
+            .input("orig_output: T")
+            .input("grad: T")
+            .output("output: T")
+            .attr("ksize: list(int) >= 4")
+            .attr("strides: list(int) >= 4")
+            .attr("padding: {'SAME', 'VALID'}")
+            .attr(FORMAT)
+            .attr(&type_attr("T", NUMBER))
+            .shape_fn(max_pool_grad_grad_shape),
+    )?;
+    r.gradient("MaxPoolV2", |c| {
+        let nb =
+            c.b.op("MaxPoolGradV2")
+                .input(c.x(0))
+                .input(c.y(0))
+                .input(c.dy(0)?)
+                .input(c.x(1))
+                .input(c.x(2));
+        let dx = c
+            .with_attrs(nb, &["padding", "data_format"])?
+            .build_output()?;
+        Ok(vec![Some(dx), None, None])
+    })?;
+    r.gradient("AvgPoolGrad", |c| {
+        let nb = c.b.op("AvgPool").input(c.dy(0)?);
+        let attrs = ["ksize", "strides", "padding", "data_format"];
+        Ok(vec![None, Some(c.with_attrs(nb, &attrs)?.build_output()?)])
+    })?;
+    r.gradient("MaxPoolGrad", max_pool_grad_grad)?;
     r.gradient("MaxPool", |c| {
         let nb =
             c.b.op("MaxPoolGrad")
@@ -101,6 +150,24 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
         let attrs = ["ksize", "strides", "padding", "data_format"];
         Ok(c.only(c.with_attrs(nb, &attrs)?.build_output()?))
     })
+}
+
+/// `MaxPoolGrad(x, y, g)`'s gradients (TF's `_MaxPoolGradGrad`): zeros for the original
+/// input and output, `MaxPoolGradGrad(x, y, dy)` for `g`.
+fn max_pool_grad_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let nb = b
+        .op("MaxPoolGradGrad")
+        .input(c.x(0))
+        .input(c.x(1))
+        .input(c.dy(0)?);
+    let attrs = ["ksize", "strides", "padding", "data_format"];
+    let dg = c.with_attrs(nb, &attrs)?.build_output()?;
+    Ok(vec![
+        Some(b.zeros_like(c.x(0))?),
+        Some(b.zeros_like(c.x(1))?),
+        Some(dg),
+    ])
 }
 
 /// The pooled shape of input 0; `pool_depth` also windows the channel dim (max pooling).
@@ -189,6 +256,21 @@ fn max_pool_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
     cx.with_rank(1, 4)?;
     cx.with_rank(2, 4)?;
     Ok(vec![input])
+}
+
+/// The pooled shape of `orig_input`, merged with `orig_output`; `grad` is input-shaped.
+fn max_pool_grad_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let out = max_pool_shape(cx)?.remove(0);
+    cx.with_rank(2, 4)?;
+    cx.merge_inputs(0, 2)?;
+    let orig_output = cx.with_rank(1, 4)?;
+    let merged = orig_output.merge(&out).map_err(|_| {
+        cx.error(format!(
+            "orig_output '{}' has shape {orig_output}, but pooling orig_input '{}' gives {out}",
+            cx.input_names[1], cx.input_names[0]
+        ))
+    })?;
+    Ok(vec![merged])
 }
 
 fn avg_pool_grad_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
@@ -368,6 +450,23 @@ mod tests {
             infer("AvgPoolGrad", &a, "[4];[1,2,2,2]").unwrap(),
             "[?,?,?,?]"
         );
+        let v2 = attrs(&[("T", DType::F32.into()), ("padding", "SAME".into())]);
+        assert_eq!(
+            infer(
+                "MaxPoolGradV2",
+                &v2,
+                "[1,4,4,2];[1,2,2,2];[1,2,2,2];[4];[4]"
+            )
+            .unwrap(),
+            "[1,4,4,2]"
+        );
+        let gg = "MaxPoolGradGrad";
+        assert_eq!(
+            infer(gg, &a, "[1,4,4,2];[?,?,?,?];[1,4,?,2]").unwrap(),
+            "[1,2,2,2]"
+        );
+        assert!(infer(gg, &a, "[1,4,4,2];[1,3,2,2];[1,4,4,2]").is_err());
+        assert!(infer(gg, &a, "[1,4,4,2];[1,2,2,2];[1,4,5,2]").is_err());
     }
 
     #[test]

@@ -3,9 +3,15 @@
 //!
 //! Shapes: TopKV2 replaces the last dim with `k` (an error when a known last dim is
 //! smaller than a constant `k`); InTopKV2 gives `[batch]` and is not differentiable.
+//!
+//! TopKV2's gradient (TF's `_TopKGrad`) scatters the gradient of `values` to the
+//! positions `indices` names in each flattened last-dim row of the input (zeros
+//! elsewhere); `k` and the gradient of `indices` take no part.
 
-use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
+use rill_graph::{DType, Dim, InferenceContext, OpDef, Output, Result, Shape};
 
+use crate::array::StridedSliceMasks;
+use crate::gradient::GradContext;
 use crate::math::common::{
     concat_shapes, merge_input_dims, scalar_input_dim, subshape, type_attr, type_attr_default,
     NUMBER,
@@ -39,7 +45,35 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
             .shape_fn(in_top_k_shape),
     )?;
     r.no_gradient("InTopKV2")?;
-    Ok(())
+    r.gradient("TopKV2", top_k_grad)
+}
+
+/// `dx`: zeros of the input's shape with `dy(values)` scattered to the flat positions
+/// `row * last_dim + indices`.
+fn top_k_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (x, indices, g) = (c.x(0), c.y(1), c.dy(0)?);
+    let index_type = b.dtype(indices);
+    let shrink = StridedSliceMasks {
+        shrink_axis: 1,
+        ..StridedSliceMasks::default()
+    };
+    // Element `i` of an int vector as an int64 scalar.
+    let element = |v: Output, i: i64| {
+        b.strided_slice_const(b.cast(v, DType::I64)?, &[i], &[i + 1], &[1], shrink)
+    };
+    let in_shape = b.shape_of(x)?;
+    let (in_last, ind_last) = (element(in_shape, -1)?, element(b.shape_of(indices)?, -1)?);
+    // Indices as [rows, k], each row offset by row * in_last.
+    let dims_2d = b.stack(&[b.scalar_const(-1i64)?, ind_last], 0)?;
+    let ind_2d = b.reshape(indices, dims_2d)?;
+    let rows = element(b.shape_of(ind_2d)?, 0)?;
+    let offsets = b.range(b.scalar_const(0i64)?, b.mul(rows, in_last)?, in_last)?;
+    let offsets = b.cast(b.expand_dims(offsets, -1)?, index_type)?;
+    let flat = b.reshape_to(b.add(ind_2d, offsets)?, &[-1])?;
+    let total = b.cast(b.prod(in_shape, &[0], true)?, index_type)?;
+    let scattered = b.scatter_nd(b.expand_dims(flat, -1)?, b.reshape_to(g, &[-1])?, total)?;
+    Ok(vec![Some(b.reshape(scattered, in_shape)?), None])
 }
 
 fn top_k_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

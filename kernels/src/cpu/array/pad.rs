@@ -1,23 +1,29 @@
-//! `Pad`, `PadV2` and `MirrorPad` (`REFLECT` / `SYMMETRIC`).
+//! `Pad`, `PadV2`, `MirrorPad` (`REFLECT` / `SYMMETRIC`) and its gradient `MirrorPadGrad`.
 //!
 //! Constant padding fills the output with the pad value and scatters the input into the
 //! interior view; mirror padding maps every output coordinate of each dim to an input
-//! coordinate (`REFLECT` excludes the edge, `SYMMETRIC` repeats it) and gathers.
+//! coordinate (`REFLECT` excludes the edge, `SYMMETRIC` repeats it) and gathers;
+//! `MirrorPadGrad` walks the same maps and adds each gradient element into the input
+//! element it was copied from.
 //!
 //! Invariants: `paddings` is checked as TensorFlow does (a `[rank, 2]` matrix of
 //! non-negative values; mirror pads no wider than the dim allows) before anything is
-//! allocated; zero padding forwards the input's buffer.
+//! allocated; zero padding forwards the input's buffer. `MirrorPadGrad` takes every
+//! numeric dtype (TensorFlow's CPU registration).
 
 use rill_graph::{Element, Error, Node, Result, Tensor};
 
 use super::strided::{scatter, signed_strides};
-use super::util::{attr_string, filled, kernel, row_strides, shape_str, take, with_dtype};
+use super::util::{
+    attr_string, filled, kernel, row_strides, shape_str, take, with_dtype, with_numeric,
+};
 use crate::{Kernel, KernelRegistry};
 
 pub(super) fn register(r: &mut KernelRegistry) {
     r.cpu("Pad", |_| pad(false));
     r.cpu("PadV2", |_| pad(true));
-    r.cpu("MirrorPad", mirror_pad);
+    r.cpu("MirrorPad", |n| mirror_pad(n, false));
+    r.cpu("MirrorPadGrad", |n| mirror_pad(n, true));
 }
 
 /// The `(before, after)` pairs of a paddings tensor for an input of rank `rank`.
@@ -113,26 +119,26 @@ fn pad(with_value: bool) -> Result<Box<dyn Kernel>> {
     })
 }
 
-/// Reads `src` at the coordinates given per dim by `maps` (already scaled by the source
-/// strides): `out[i0, .., ik] = src[maps[0][i0] + .. + maps[k][ik]]`.
-fn gather_maps<T: Element>(src: &[T], out_dims: &[usize], maps: &[Vec<usize>]) -> Result<Vec<T>> {
-    let n = rill_graph::element_count(out_dims)?;
-    let mut out = Vec::with_capacity(n);
-    if n == 0 {
-        return Ok(out);
+/// Calls `f(offset)` for every element of an `out_dims` tensor in row-major order, with
+/// the source offset `maps[0][i0] + .. + maps[k][ik]` of its coordinates (the maps are
+/// already scaled by the source strides).
+fn walk_maps(out_dims: &[usize], maps: &[Vec<usize>], mut f: impl FnMut(usize)) {
+    if out_dims.contains(&0) {
+        return;
     }
     let r = out_dims.len();
     if r == 0 {
-        return Ok(src.to_vec());
+        f(0);
+        return;
     }
     let mut idx = vec![0usize; r];
     let mut base: usize = maps[..r - 1].iter().map(|m| m[0]).sum();
     loop {
-        out.extend(maps[r - 1].iter().map(|&o| src[base + o].clone()));
+        maps[r - 1].iter().for_each(|&o| f(base + o));
         let mut d = r - 1;
         loop {
             if d == 0 {
-                return Ok(out);
+                return;
             }
             d -= 1;
             base -= maps[d][idx[d]];
@@ -147,7 +153,74 @@ fn gather_maps<T: Element>(src: &[T], out_dims: &[usize], maps: &[Vec<usize>]) -
     }
 }
 
-fn mirror_pad(node: &Node) -> Result<Box<dyn Kernel>> {
+/// `out[i0, .., ik] = src[maps[0][i0] + .. + maps[k][ik]]`.
+fn gather_maps<T: Element>(src: &[T], out_dims: &[usize], maps: &[Vec<usize>]) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(rill_graph::element_count(out_dims)?);
+    walk_maps(out_dims, maps, |o| out.push(src[o].clone()));
+    Ok(out)
+}
+
+/// The transpose of [`gather_maps`]: `dst[maps[0][i0] + ..] += grad[i0, .., ik]`, into
+/// zeros of `n` elements.
+fn scatter_add_maps<T: Element + Copy + Default + std::ops::AddAssign>(
+    grad: &[T],
+    grad_dims: &[usize],
+    maps: &[Vec<usize>],
+    n: usize,
+) -> Result<Vec<T>> {
+    let mut dst = filled(n, T::default())?;
+    let mut values = grad.iter();
+    walk_maps(grad_dims, maps, |o| {
+        if let Some(&v) = values.next() {
+            dst[o] += v;
+        }
+    });
+    Ok(dst)
+}
+
+/// Per dim of an unpadded tensor of `dims`, the source offset of each padded coordinate.
+fn mirror_maps(dims: &[usize], pads: &[(usize, usize)], reflect: bool) -> Vec<Vec<usize>> {
+    let in_strides = row_strides(dims);
+    (0..dims.len())
+        .map(|k| {
+            let (d, (b, a)) = (dims[k] as i64, pads[k]);
+            (0..d + (b + a) as i64)
+                .map(|o| {
+                    let p = o - b as i64;
+                    let src = match (p < 0, p >= d, reflect) {
+                        (true, _, true) => -p,
+                        (true, _, false) => -p - 1,
+                        (_, true, true) => 2 * d - 2 - p,
+                        (_, true, false) => 2 * d - 1 - p,
+                        _ => p,
+                    };
+                    src as usize * in_strides[k]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks mirror `pads` against the unpadded `dims`: below each dim for REFLECT, at most it
+/// for SYMMETRIC.
+fn check_mirror(dims: &[usize], pads: &[(usize, usize)], reflect: bool) -> Result<()> {
+    for (&d, &(b, a)) in dims.iter().zip(pads) {
+        if reflect && (b >= d || a >= d) {
+            return Err(Error::invalid_argument(format!(
+                "paddings must be less than the dimension size: {b}, {a} not less than {d}"
+            )));
+        }
+        if !reflect && (b > d || a > d) {
+            return Err(Error::invalid_argument(format!(
+                "paddings must be no greater than the dimension size: {b}, {a} greater than {d}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `MirrorPad`, or with `grad` `MirrorPadGrad` (input: the padded gradient).
+fn mirror_pad(node: &Node, grad: bool) -> Result<Box<dyn Kernel>> {
     let mode = attr_string(node, "mode", "")?;
     let reflect = match mode.as_str() {
         "REFLECT" => true,
@@ -161,49 +234,39 @@ fn mirror_pad(node: &Node) -> Result<Box<dyn Kernel>> {
     kernel(move |inputs| {
         let [x, paddings] = take(inputs)?;
         let pads = read_paddings(&paddings, &x)?;
-        for (&d, &(b, a)) in x.dims().iter().zip(&pads) {
-            if reflect && (b >= d || a >= d) {
-                return Err(Error::invalid_argument(format!(
-                    "paddings must be less than the dimension size: {b}, {a} not less than {d}"
-                )));
+        if grad {
+            let dims = x
+                .dims()
+                .iter()
+                .zip(&pads)
+                .map(|(&d, &(b, a))| {
+                    d.checked_sub(b)
+                        .and_then(|r| r.checked_sub(a))
+                        .ok_or_else(|| {
+                            Error::invalid_argument(format!(
+                                "paddings {b} and {a} exceed the gradient's dimension {d}"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            check_mirror(&dims, &pads, reflect)?;
+            if pads.iter().all(|&p| p == (0, 0)) {
+                return Ok(vec![x]);
             }
-            if !reflect && (b > d || a > d) {
-                return Err(Error::invalid_argument(format!(
-                    "paddings must be no greater than the dimension size: {b}, {a} greater than {d}"
-                )));
-            }
+            let maps = mirror_maps(&dims, &pads, reflect);
+            let n = rill_graph::element_count(&dims)?;
+            let out = with_numeric!(x.dtype(), "MirrorPadGrad", T => Tensor::new(
+                &dims,
+                scatter_add_maps(x.as_slice::<T>()?, x.dims(), &maps, n)?,
+            ))?;
+            return Ok(vec![out]);
         }
+        check_mirror(x.dims(), &pads, reflect)?;
         if pads.iter().all(|&p| p == (0, 0)) {
             return Ok(vec![x]);
         }
         let dims = padded_dims(&x, &pads)?;
-        let in_strides = row_strides(x.dims());
-        let maps: Vec<Vec<usize>> = (0..x.rank())
-            .map(|k| {
-                let (d, b) = (x.dims()[k] as i64, pads[k].0 as i64);
-                (0..dims[k] as i64)
-                    .map(|o| {
-                        let p = o - b;
-                        let src = if p < 0 {
-                            if reflect {
-                                -p
-                            } else {
-                                -p - 1
-                            }
-                        } else if p >= d {
-                            if reflect {
-                                2 * d - 2 - p
-                            } else {
-                                2 * d - 1 - p
-                            }
-                        } else {
-                            p
-                        };
-                        src as usize * in_strides[k]
-                    })
-                    .collect()
-            })
-            .collect();
+        let maps = mirror_maps(x.dims(), &pads, reflect);
         let out = with_dtype!(x.dtype(), T => Tensor::new(&dims, gather_maps(x.as_slice::<T>()?, &dims, &maps)?))?;
         Ok(vec![out])
     })
@@ -305,5 +368,55 @@ mod tests {
             vec![x, i(&[1, 2], &[0, 0])]
         )
         .is_err());
+    }
+
+    #[test]
+    fn mirror_pad_grad() {
+        let reflect = [("mode", AttrValue::from("REFLECT"))];
+        let symmetric = [("mode", AttrValue::from("SYMMETRIC"))];
+        // [1, 2, 3] reflected by (2, 2) is [3, 2, 1, 2, 3, 2, 1].
+        let g = i(&[7], &[1; 7]);
+        let y = run1("MirrorPadGrad", &reflect, vec![g, i(&[1, 2], &[2, 2])]).unwrap();
+        assert_eq!(ints(&y), (vec![3], vec![2, 3, 2]));
+        // Symmetric (2, 3): [2, 1, 1, 2, 3, 3, 2, 1].
+        let g = i(&[8], &[0, 1, 2, 3, 4, 5, 6, 7]);
+        let y = run1("MirrorPadGrad", &symmetric, vec![g, l(&[1, 2], &[2, 3])]).unwrap();
+        assert_eq!(ints(&y), (vec![3], vec![10, 9, 9]));
+        // 2-D: the transpose of the forward gather.
+        let g = i(&[4, 5], &[1; 20]);
+        let y = run1(
+            "MirrorPadGrad",
+            &reflect,
+            vec![g, i(&[2, 2], &[1, 1, 2, 0])],
+        )
+        .unwrap();
+        assert_eq!(ints(&y), (vec![2, 3], vec![2, 4, 4, 2, 4, 4]));
+        let g = Tensor::new(&[4], vec![1.5f32, 2.0, 0.5, 1.0]).unwrap();
+        let y = run1("MirrorPadGrad", &symmetric, vec![g, i(&[1, 2], &[1, 1])]).unwrap();
+        assert_eq!(floats(&y), (vec![2], vec![3.5, 1.5]));
+        let (_, msg) = run_err(
+            "MirrorPadGrad",
+            &reflect,
+            vec![i(&[3], &[0; 3]), i(&[1, 2], &[2, 2])],
+        );
+        assert!(msg.contains("exceed"), "{msg}");
+        assert!(run(
+            "MirrorPadGrad",
+            &reflect,
+            vec![i(&[5], &[0; 5]), i(&[1, 2], &[2, 2])]
+        )
+        .is_err());
+        assert!(run(
+            "MirrorPadGrad",
+            &symmetric,
+            vec![i(&[5], &[0; 5]), i(&[1, 2], &[2, 2])]
+        )
+        .is_err());
+        assert!(run(
+            "MirrorPadGrad",
+            &symmetric,
+            vec![i(&[6], &[0; 6]), i(&[1, 2], &[2, 2])]
+        )
+        .is_ok());
     }
 }

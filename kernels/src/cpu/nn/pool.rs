@@ -1,5 +1,6 @@
 //! 2-D pooling: `MaxPool`, `MaxPoolV2` (ksize and strides as inputs), `AvgPool`,
-//! `MaxPoolGrad` and `AvgPoolGrad`, NHWC or NCHW (transposed to NHWC), SAME / VALID /
+//! `MaxPoolGrad`, `MaxPoolGradV2` (ksize and strides as inputs), `AvgPoolGrad` and the
+//! second-order `MaxPoolGradGrad`, NHWC or NCHW (transposed to NHWC), SAME / VALID /
 //! EXPLICIT padding.
 //!
 //! Forward passes run one output row per task with the channel vector innermost; the
@@ -8,7 +9,8 @@
 //! Invariants (TensorFlow's): padding never takes part — a max ignores it and an average
 //! divides by the number of valid input elements in the window; `MaxPoolGrad` routes each
 //! gradient to the first maximum of its window in row-major order (recomputed from
-//! `orig_input`); MaxPool takes every real dtype, the average ops floats (f16/bf16 in f32).
+//! `orig_input`), and `MaxPoolGradGrad` reads each output's gradient from that same
+//! position of its input-shaped `grad`; MaxPool takes every real dtype, the average ops floats (f16/bf16 in f32).
 
 use rayon::prelude::*;
 use rill_graph::{Element, Error, Node, Result, Tensor};
@@ -111,23 +113,10 @@ fn max_pool_grad<T: Float>(x: &[T], grad: &[T], g: &Geom) -> Result<Vec<T>> {
     }
     dx.par_chunks_mut(hwc).enumerate().for_each(|(b, img)| {
         let xin = &x[b * hwc..(b + 1) * hwc];
-        let (mut best, mut arg) = (vec![T::ZERO; c], vec![usize::MAX; c]);
+        let mut arg = vec![usize::MAX; c];
         for oy in 0..g.hd.output {
             for ox in 0..g.wd.output {
-                arg.iter_mut().for_each(|a| *a = usize::MAX);
-                for ky in g.hd.valid_taps(oy) {
-                    let iy = g.hd.pos(oy, ky) as usize;
-                    for kx in g.wd.valid_taps(ox) {
-                        let pos = (iy * g.wd.input + g.wd.pos(ox, kx) as usize) * c;
-                        for ch in 0..c {
-                            let v = xin[pos + ch];
-                            if arg[ch] == usize::MAX || best[ch] < v {
-                                best[ch] = v;
-                                arg[ch] = pos + ch;
-                            }
-                        }
-                    }
-                }
+                window_argmax(xin, g, oy, ox, &mut arg);
                 let gr = &grad[(b * ohw + oy * g.wd.output + ox) * c..][..c];
                 for (&a, &gv) in arg.iter().zip(gr) {
                     if a != usize::MAX {
@@ -138,6 +127,48 @@ fn max_pool_grad<T: Float>(x: &[T], grad: &[T], g: &Geom) -> Result<Vec<T>> {
         }
     });
     Ok(dx)
+}
+
+/// The position (within its image, NHWC) of the first maximum of output pixel `(oy, ox)`'s
+/// window in each channel, `usize::MAX` for an empty window.
+fn window_argmax<T: Float>(xin: &[T], g: &Geom, oy: usize, ox: usize, arg: &mut [usize]) {
+    let c = g.c;
+    arg.iter_mut().for_each(|a| *a = usize::MAX);
+    for ky in g.hd.valid_taps(oy) {
+        let iy = g.hd.pos(oy, ky) as usize;
+        for kx in g.wd.valid_taps(ox) {
+            let pos = (iy * g.wd.input + g.wd.pos(ox, kx) as usize) * c;
+            for (ch, a) in arg.iter_mut().enumerate() {
+                if *a == usize::MAX || xin[*a] < xin[pos + ch] {
+                    *a = pos + ch;
+                }
+            }
+        }
+    }
+}
+
+/// `MaxPoolGradGrad`: each output pixel takes the input-shaped `grad` at its window's
+/// maximum (the position `max_pool_grad` routes to).
+fn max_pool_grad_grad<T: Float>(x: &[T], grad: &[T], g: &Geom) -> Result<Vec<T>> {
+    let (ow, c) = (g.wd.output, g.c);
+    let hwc = g.hd.input * g.wd.input * c;
+    let mut out = alloc(g.out_nhwc().iter().product(), T::ZERO)?;
+    for_rows(&mut out, ow * c, g.cost(), |r0, rows| {
+        let mut arg = vec![usize::MAX; c];
+        for (i, row) in rows.chunks_mut(ow * c).enumerate() {
+            let (b, oy) = ((r0 + i) / g.hd.output, (r0 + i) % g.hd.output);
+            let (xin, gin) = (&x[b * hwc..][..hwc], &grad[b * hwc..][..hwc]);
+            for (ox, px) in row.chunks_mut(c).enumerate() {
+                window_argmax(xin, g, oy, ox, &mut arg);
+                for (o, &a) in px.iter_mut().zip(&arg) {
+                    if a != usize::MAX {
+                        *o = gin[a];
+                    }
+                }
+            }
+        }
+    });
+    Ok(out)
 }
 
 fn avg_pool_grad<T: Float>(grad: &[T], g: &Geom) -> Result<Vec<T>> {
@@ -176,6 +207,8 @@ enum Kind {
     MaxV2,
     Avg,
     MaxGrad,
+    MaxGradV2,
+    MaxGradGrad,
     AvgGrad,
 }
 
@@ -243,15 +276,38 @@ impl Pool {
                     fmt,
                 )
             }
-            Kind::MaxGrad => {
-                let [x, y, grad] = take(self.name, v)?;
+            Kind::MaxGrad | Kind::MaxGradV2 => {
+                let (x, y, grad, attrs) = if self.kind == Kind::MaxGradV2 {
+                    let [x, y, grad, ksize, strides] = take(self.name, v)?;
+                    (x, y, grad, self.window_inputs(&ksize, &strides)?)
+                } else {
+                    let [x, y, grad] = take(self.name, v)?;
+                    (x, y, grad, self.attrs.clone())
+                };
                 dims4(&x, "orig_input")?;
                 dims4(&y, "orig_output")?;
                 let x = to_nhwc(x, fmt)?;
-                let g = self.geom(&self.attrs, dims4(&x, "orig_input")?)?;
+                let g = self.geom(&attrs, dims4(&x, "orig_input")?)?;
                 let grad = self.check_grad(grad, &g)?;
                 let dx = max_pool_grad::<T>(x.as_slice()?, grad.as_slice()?, &g)?;
                 from_nhwc(Tensor::new(&g.in_nhwc(), dx)?, fmt)
+            }
+            Kind::MaxGradGrad => {
+                let [x, y, grad] = take(self.name, v)?;
+                dims4(&x, "orig_input")?;
+                dims4(&y, "orig_output")?;
+                if grad.dims() != x.dims() {
+                    return Err(Error::invalid_argument(format!(
+                        "{}: grad has shape {}, but orig_input has shape {}",
+                        self.name,
+                        grad.shape(),
+                        x.shape()
+                    )));
+                }
+                let (x, grad) = (to_nhwc(x, fmt)?, to_nhwc(grad, fmt)?);
+                let g = self.geom(&self.attrs, dims4(&x, "orig_input")?)?;
+                let out = max_pool_grad_grad::<T>(x.as_slice()?, grad.as_slice()?, &g)?;
+                from_nhwc(Tensor::new(&g.out_nhwc(), out)?, fmt)
             }
             Kind::AvgGrad => {
                 let [shape, grad] = take(self.name, v)?;
@@ -266,14 +322,20 @@ impl Pool {
         }
     }
 
+    /// The attrs with the window and strides from `ksize` / `strides` inputs (the V2 ops).
+    fn window_inputs(&self, ksize: &Tensor, strides: &Tensor) -> Result<WindowAttrs> {
+        let fmt = self.attrs.format;
+        let mut attrs = self.attrs.clone();
+        attrs.ksize = hw_of(self.name, "ksize", &ksize.to_i64_vec()?, fmt)?;
+        attrs.strides = hw_of(self.name, "strides", &strides.to_i64_vec()?, fmt)?;
+        Ok(attrs)
+    }
+
     fn max<T: PoolElem>(&self, v: Vec<Tensor>) -> Result<Tensor> {
         let fmt = self.attrs.format;
         let (x, attrs) = if self.kind == Kind::MaxV2 {
             let [x, ksize, strides] = take(self.name, v)?;
-            let mut attrs = self.attrs.clone();
-            attrs.ksize = hw_of(self.name, "ksize", &ksize.to_i64_vec()?, fmt)?;
-            attrs.strides = hw_of(self.name, "strides", &strides.to_i64_vec()?, fmt)?;
-            (x, attrs)
+            (x, self.window_inputs(&ksize, &strides)?)
         } else {
             let [x] = take(self.name, v)?;
             (x, self.attrs.clone())
@@ -315,7 +377,8 @@ impl Kernel for Pool {
 
 fn factory(node: &Node, kind: Kind, name: &'static str) -> Result<Box<dyn Kernel>> {
     let attrs = WindowAttrs::parse(node, true)?;
-    if kind != Kind::MaxV2 && node.attr("ksize").is_none() {
+    let v2 = matches!(kind, Kind::MaxV2 | Kind::MaxGradV2);
+    if !v2 && node.attr("ksize").is_none() {
         return Err(Error::invalid_argument(format!(
             "{name} requires a ksize attr"
         )));
@@ -328,5 +391,11 @@ pub(crate) fn register(r: &mut KernelRegistry) {
     r.cpu("MaxPoolV2", |n| factory(n, Kind::MaxV2, "MaxPoolV2"));
     r.cpu("AvgPool", |n| factory(n, Kind::Avg, "AvgPool"));
     r.cpu("MaxPoolGrad", |n| factory(n, Kind::MaxGrad, "MaxPoolGrad"));
+    r.cpu("MaxPoolGradV2", |n| {
+        factory(n, Kind::MaxGradV2, "MaxPoolGradV2")
+    });
+    r.cpu("MaxPoolGradGrad", |n| {
+        factory(n, Kind::MaxGradGrad, "MaxPoolGradGrad")
+    });
     r.cpu("AvgPoolGrad", |n| factory(n, Kind::AvgGrad, "AvgPoolGrad"));
 }

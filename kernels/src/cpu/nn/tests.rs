@@ -128,8 +128,44 @@ fn pooling_gradients() {
     let attrs = pool_attrs([2, 2], [1, 1], "VALID");
     let y = run1("MaxPool", &attrs, vec![x.clone()]);
     let g = f32s(&[1, 1, 2, 1], &[10.0, 100.0]);
-    let dx = run1("MaxPoolGrad", &attrs, vec![x, y, g]);
+    let dx = run1("MaxPoolGrad", &attrs, vec![x.clone(), y.clone(), g.clone()]);
     assert_close(&dx, &[1, 2, 3, 1], &[0.0, 110.0, 0.0, 0.0, 0.0, 0.0], 0.0);
+    // MaxPoolGradV2 takes the window as inputs.
+    let window = i32s(&[4], &[1, 2, 2, 1]);
+    let ones = i32s(&[4], &[1, 1, 1, 1]);
+    let v2 = [("padding", s("VALID"))];
+    let inputs = vec![x.clone(), y.clone(), g, window, ones];
+    let dx2 = run1("MaxPoolGradV2", &v2, inputs);
+    assert_eq!(
+        dx2.as_slice::<f32>().unwrap(),
+        dx.as_slice::<f32>().unwrap()
+    );
+    // MaxPoolGradGrad reads the input-shaped gradient at each window's first maximum.
+    let gg = f32s(&[1, 2, 3, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let out = run1("MaxPoolGradGrad", &attrs, vec![x.clone(), y, gg.clone()]);
+    assert_close(&out, &[1, 1, 2, 1], &[2.0, 2.0], 0.0);
+    // ... and is the adjoint of MaxPoolGrad (NCHW too).
+    let mut nchw = pool_attrs([3, 2], [2, 1], "SAME");
+    for (name, v) in nchw.iter_mut() {
+        if *name != "padding" {
+            let l = v.as_int_list().unwrap().to_vec();
+            *v = ints(&[l[0], l[3], l[1], l[2]]);
+        }
+    }
+    nchw.push(("data_format", s("NCHW")));
+    let x = f32s(&[2, 3, 5, 4], &random(120, 82));
+    let y = run1("MaxPool", &nchw, vec![x.clone()]);
+    let dy = f32s(y.dims(), &random(y.num_elements(), 83));
+    let dx = run1("MaxPoolGrad", &nchw, vec![x.clone(), y.clone(), dy.clone()]);
+    let h = f32s(x.dims(), &random(x.num_elements(), 84));
+    let gy = run1(
+        "MaxPoolGradGrad",
+        &nchw,
+        vec![x.clone(), y.clone(), h.clone()],
+    );
+    assert_eq!(gy.dims(), y.dims());
+    assert!((dot(&dx, &h) - dot(&dy, &gy)).abs() < 1e-4);
+    assert!(run("MaxPoolGradGrad", &nchw, vec![x, y, dy]).is_err());
     // AvgPoolGrad is the adjoint of AvgPool.
     let attrs = pool_attrs([3, 2], [2, 1], "SAME");
     let x = f32s(&[2, 5, 4, 3], &random(120, 80));

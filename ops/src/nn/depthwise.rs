@@ -1,0 +1,211 @@
+//! Depthwise 2-D convolution: `DepthwiseConv2dNative` and its gradients
+//! `DepthwiseConv2dNativeBackpropInput` (sizes from the constant `input_sizes`) and
+//! `DepthwiseConv2dNativeBackpropFilter` (from `filter_sizes`); with a builder method.
+//!
+//! Shapes follow TensorFlow's `DepthwiseConv2DNativeShapeWithExplicitPadding`: the filter
+//! is `[h, w, in, multiplier]`, the output depth is `in * multiplier`, and the backprop
+//! ops take their output shape from the size vector. `DepthwiseConv2dNative` has a
+//! gradient (TF's `_DepthwiseConv2dNativeGrad`: the two backprop ops with the forward
+//! node's geometry); the backprop ops have none, as in TensorFlow.
+
+use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
+
+use super::common::data_format;
+use super::conv::conv_output_hw;
+use crate::gradient::GradContext;
+use crate::math::common::{merge_input_dims, shape_with_rank, type_attr, FLOAT};
+use crate::Builder;
+
+/// The geometry attrs of the depthwise ops, copied onto the gradient nodes.
+const ATTRS: [&str; 5] = [
+    "strides",
+    "padding",
+    "explicit_paddings",
+    "data_format",
+    "dilations",
+];
+
+pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
+    let op = |name: &str| {
+        OpDef::build(name)
+            .output("output: T")
+            .attr(&type_attr("T", FLOAT))
+            .attr("strides: list(int)")
+            .attr("padding: {'SAME', 'VALID', 'EXPLICIT'}")
+            .attr("explicit_paddings: list(int) = []")
+            .attr("data_format: {'NHWC', 'NCHW'} = 'NHWC'")
+            .attr("dilations: list(int) = [1, 1, 1, 1]")
+    };
+    r.register(
+        op("DepthwiseConv2dNative")
+            .input("input: T")
+            .input("filter: T")
+            .shape_fn(depthwise_shape),
+    )?;
+    r.register(
+        op("DepthwiseConv2dNativeBackpropInput")
+            .input("input_sizes: int32")
+            .input("filter: T")
+            .input("out_backprop: T")
+            .shape_fn(backprop_input_shape),
+    )?;
+    r.register(
+        op("DepthwiseConv2dNativeBackpropFilter")
+            .input("input: T")
+            .input("filter_sizes: int32")
+            .input("out_backprop: T")
+            .shape_fn(backprop_filter_shape),
+    )?;
+    r.gradient("DepthwiseConv2dNative", depthwise_grad)
+}
+
+/// The input gradient `DepthwiseConv2dNativeBackpropInput(shape(input), filter, dy)` and
+/// the filter gradient `DepthwiseConv2dNativeBackpropFilter(input, shape(filter), dy)`.
+fn depthwise_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (input, filter, dy) = (c.x(0), c.x(1), c.dy(0)?);
+    let nb = b
+        .op("DepthwiseConv2dNativeBackpropInput")
+        .input(b.shape_of(input)?)
+        .input(filter)
+        .input(dy);
+    let dx = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    let nb = b
+        .op("DepthwiseConv2dNativeBackpropFilter")
+        .input(input)
+        .input(b.shape_of(filter)?)
+        .input(dy);
+    let dw = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    Ok(vec![Some(dx), Some(dw)])
+}
+
+fn depthwise_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let format = data_format(cx)?;
+    let input = cx.with_rank(0, 4)?;
+    let filter = cx.with_rank(1, 4)?;
+    let (n, _, _, c) = format.split(&input);
+    let depth = merge_input_dims(
+        cx,
+        0,
+        c,
+        1,
+        filter.dim(2),
+        "input depth and filter input depth",
+    )?;
+    let out_depth = match (depth.known(), filter.dim(3).known()) {
+        (Some(d), Some(m)) => Dim::Known(d.checked_mul(m).ok_or_else(|| {
+            cx.error(format!(
+                "output depth {d} * {m} of '{}' overflows",
+                cx.input_names[0]
+            ))
+        })?),
+        _ => Dim::Unknown,
+    };
+    let (h, w) = conv_output_hw(cx, &input, &filter)?;
+    Ok(vec![format.make(n, h, w, out_depth)])
+}
+
+/// The input gradient's shape: the 4 values of `input_sizes`, whose batch and depth must
+/// agree with `out_backprop` and the filter.
+fn backprop_input_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    let format = data_format(cx)?;
+    let filter = cx.with_rank(1, 4)?;
+    let grad = cx.with_rank(2, 4)?;
+    let what = format!("the shape given by input_sizes '{}'", cx.input_names[0]);
+    let sizes = shape_with_rank(cx, &cx.input_as_shape(0)?, 4, &what)?;
+    let (sn, h, w, sc) = format.split(&sizes);
+    let (gn, _, _, _) = format.split(&grad);
+    let n = merge_input_dims(cx, 0, sn, 2, gn, "batch of input_sizes and out_backprop")?;
+    let c = merge_input_dims(
+        cx,
+        0,
+        sc,
+        1,
+        filter.dim(2),
+        "depth of input_sizes and filter input depth",
+    )?;
+    Ok(vec![format.make(n, h, w, c)])
+}
+
+fn backprop_filter_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
+    cx.with_rank(0, 4)?;
+    cx.with_rank(2, 4)?;
+    super::conv::backprop_filter_shape(cx)
+}
+
+impl Builder {
+    /// `DepthwiseConv2dNative` of NHWC `input` by the `[h, w, in, multiplier]` `filter`.
+    pub fn depthwise_conv2d(
+        &self,
+        input: Output,
+        filter: Output,
+        strides: [i64; 4],
+        padding: &str,
+    ) -> Result<Output> {
+        self.strided_conv("DepthwiseConv2dNative", input, filter, strides, padding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{attrs, infer, infer_with_values};
+    use rill_graph::{DType, Tensor};
+
+    fn a(strides: [i64; 4], padding: &str) -> rill_graph::Attrs {
+        attrs(&[
+            ("T", DType::F32.into()),
+            ("strides", strides.to_vec().into()),
+            ("padding", padding.into()),
+        ])
+    }
+
+    #[test]
+    fn forward() {
+        let a = a([1, 2, 2, 1], "SAME");
+        assert_eq!(
+            infer("DepthwiseConv2dNative", &a, "[1,9,9,3];[3,3,3,2]").unwrap(),
+            "[1,5,5,6]"
+        );
+        assert_eq!(
+            infer("DepthwiseConv2dNative", &a, "[1,9,9,?];[3,3,3,2]").unwrap(),
+            "[1,5,5,6]"
+        );
+        let e = infer("DepthwiseConv2dNative", &a, "[1,9,9,4];[3,3,3,2]").unwrap_err();
+        assert!(
+            e.message.contains("in0:0") && e.message.contains("in1:0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn backprop() {
+        let a = a([1, 2, 2, 1], "SAME");
+        let op = "DepthwiseConv2dNativeBackpropInput";
+        let sizes = Some(Tensor::vector(vec![2i32, 9, 9, 3]));
+        let out = infer_with_values(
+            op,
+            &a,
+            "[4];[3,3,3,2];[?,5,5,6]",
+            std::slice::from_ref(&sizes),
+        );
+        assert_eq!(out.unwrap(), "[2,9,9,3]");
+        assert_eq!(
+            infer(op, &a, "[4];[3,3,3,2];[?,5,5,6]").unwrap(),
+            "[?,?,?,3]"
+        );
+        assert!(infer_with_values(
+            op,
+            &a,
+            "[4];[3,3,4,2];[?,5,5,6]",
+            std::slice::from_ref(&sizes)
+        )
+        .is_err());
+        assert!(infer_with_values(op, &a, "[4];[3,3,3,2];[1,5,5,6]", &[sizes]).is_err());
+        let op = "DepthwiseConv2dNativeBackpropFilter";
+        let sizes = Some(Tensor::vector(vec![3i32, 3, 3, 2]));
+        let out = infer_with_values(op, &a, "[2,9,9,3];[4];[2,5,5,6]", &[None, sizes]);
+        assert_eq!(out.unwrap(), "[3,3,3,2]");
+        assert_eq!(infer(op, &a, "?;[4];?").unwrap(), "[?,?,?,?]");
+        assert!(infer(op, &a, "[2,9,9];[4];?").is_err());
+    }
+}
