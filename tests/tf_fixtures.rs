@@ -18,6 +18,9 @@ use rill::npy::read_npy;
 use rill::ops::registry;
 use rill::prelude::*;
 use serde_json::Value;
+use support::string_map;
+
+mod support;
 
 /// Fixture kinds the harness runs; others are reported as skipped.
 const SUPPORTED_KINDS: &[&str] = &["inference", "training", "gradient"];
@@ -87,17 +90,6 @@ fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64)
             Ok(())
         }
     }
-}
-
-fn string_map(manifest: &Value, key: &str) -> Vec<(String, String)> {
-    manifest[key]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn run_inference(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {

@@ -40,7 +40,7 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     )?;
     r.gradient("Transpose", |c| {
         let b = c.b;
-        let inverse = match c.const_ints(c.x(1)) {
+        let inverse = match c.const_ints(c.x(1)).map(|p| normalize_perm(&p)) {
             Some(perm) if is_permutation(&perm) => {
                 let mut inv = vec![0; perm.len()];
                 for (i, &p) in perm.iter().enumerate() {
@@ -62,6 +62,15 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
         Ok(vec![Some(g), None])
     })?;
     Ok(())
+}
+
+/// `perm` with negative entries (counted from the end, as TensorFlow allows) made
+/// non-negative; entries out of `[-len, len)` are left as they are.
+fn normalize_perm(perm: &[i64]) -> Vec<i64> {
+    let n = perm.len() as i64;
+    perm.iter()
+        .map(|&p| if (-n..0).contains(&p) { p + n } else { p })
+        .collect()
 }
 
 /// Whether `perm` holds each of `0..perm.len()` once.
@@ -107,6 +116,11 @@ fn transpose_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {
                 name(cx, 1),
                 name(cx, 0)
             ))
+        };
+        let p = if (-(rank as i64)..0).contains(&p) {
+            p + rank as i64
+        } else {
+            p
         };
         let i = usize::try_from(p)
             .ok()
@@ -211,7 +225,9 @@ mod tests {
             "{e}"
         );
         assert!(transpose("[2,3]", &[1, 1]).is_err());
-        assert!(transpose("[2,3]", &[-1, 0]).is_err());
+        assert!(transpose("[2,3]", &[-3, 0]).is_err());
+        // Negative entries count from the end, as in TensorFlow.
+        assert_eq!(transpose("[2,3]", &[-1, 0]).unwrap(), "[3,2]");
         assert!(transpose("[2,3]", &[0, 1, 2]).is_err());
     }
 

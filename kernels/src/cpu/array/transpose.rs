@@ -2,7 +2,7 @@
 //! `InvertPermutation`.
 //!
 //! Invariants: `perm` is validated exactly as TensorFlow does (a vector of the input's rank,
-//! each entry in `[0, rank)`, no entry missing); an identity permutation shares the input's
+//! each entry in `[-rank, rank)`, negative entries counting from the end, no entry missing); an identity permutation shares the input's
 //! buffer; any other permutation goes through the strided engine (blocked tiles for the
 //! 2-D-like cases, parallel for large tensors).
 
@@ -36,13 +36,15 @@ pub(super) fn check_perm(perm: &Tensor, rank: usize) -> Result<Vec<usize>> {
     let mut seen = vec![false; rank];
     let mut out = Vec::with_capacity(rank);
     for &d in &values {
-        if d < 0 || d >= rank as i64 {
+        // TensorFlow accepts negative entries, counted from the end (`-1` is the last dim).
+        if d < -(rank as i64) || d >= rank as i64 {
             return Err(Error::invalid_argument(format!(
                 "{d} is out of range [0 .. {rank})"
             )));
         }
-        seen[d as usize] = true;
-        out.push(d as usize);
+        let d = if d < 0 { d + rank as i64 } else { d } as usize;
+        seen[d] = true;
+        out.push(d);
     }
     if let Some(missing) = seen.iter().position(|&s| !s) {
         let list: Vec<String> = values.iter().map(i64::to_string).collect();
@@ -189,8 +191,13 @@ mod tests {
         );
         let (_, msg) = run_err("Transpose", &[], vec![x.clone(), i(&[3], &[0, 1, 3])]);
         assert_eq!(msg, "3 is out of range [0 .. 3)");
-        let (_, msg) = run_err("Transpose", &[], vec![x.clone(), i(&[3], &[0, -1, 1])]);
-        assert_eq!(msg, "-1 is out of range [0 .. 3)");
+        let (_, msg) = run_err("Transpose", &[], vec![x.clone(), i(&[3], &[0, -4, 1])]);
+        assert_eq!(msg, "-4 is out of range [0 .. 3)");
+        let (_, msg) = run_err("Transpose", &[], vec![x.clone(), i(&[3], &[0, -1, 2])]);
+        assert_eq!(msg, "1 is missing from {0,-1,2}.");
+        // Negative entries count from the end, as in TensorFlow.
+        let y = run1("Transpose", &[], vec![x.clone(), i(&[3], &[-1, 0, -2])]).unwrap();
+        assert_eq!(y.dims(), &[4, 2, 3]);
         let (_, msg) = run_err("Transpose", &[], vec![x, i(&[3], &[0, 1, 1])]);
         assert_eq!(msg, "2 is missing from {0,1,1}.");
     }

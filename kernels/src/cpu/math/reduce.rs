@@ -1,6 +1,6 @@
 //! Reductions `Sum`, `Mean`, `Prod`, `Max`, `Min`, `EuclideanNorm`, `All`, `Any` over the
 //! axes given by the second input (int32/int64, scalar or vector, negative axes allowed,
-//! duplicates harmless), with `keep_dims`.
+//! a dim named twice is InvalidArgument as in TensorFlow), with `keep_dims`.
 //!
 //! The input shape is collapsed into alternating runs of kept and reduced dims (size-1
 //! dims dropped); each reduced run is folded in one pass over an (outer, reduce, inner)
@@ -203,7 +203,12 @@ fn layout(dims: &[usize], axes: &Tensor, keep_dims: bool) -> Result<Layout> {
                 "Invalid reduction dimension ({a} for input with {rank} dimension(s)"
             )));
         }
-        reduced[(if a < 0 { a + rank } else { a }) as usize] = true;
+        let i = (if a < 0 { a + rank } else { a }) as usize;
+        if std::mem::replace(&mut reduced[i], true) {
+            return Err(Error::invalid_argument(format!(
+                "Invalid reduction arguments: Axes contains duplicate dimension: {i}"
+            )));
+        }
     }
     let mut groups: Vec<(usize, bool)> = vec![];
     let (mut out, mut count) = (vec![], 1usize);
@@ -347,11 +352,7 @@ mod tests {
         );
         let s = run1("Sum", &keep(), vec![cube(), i32s(&[2], &[0, -1])]);
         assert_close(&s, &[1, 3, 1], &[60.0, 92.0, 124.0], 0.0);
-        let s = run1(
-            "Sum",
-            &[],
-            vec![cube(), Tensor::vector(vec![2i64, 0, 1, 0])],
-        );
+        let s = run1("Sum", &[], vec![cube(), Tensor::vector(vec![2i64, 0, 1])]);
         assert_close(&s, &[], &[276.0], 0.0);
         let m = run1("Mean", &[], vec![cube(), i32s(&[], &[-1])]);
         assert_close(&m, &[2, 3], &[1.5, 5.5, 9.5, 13.5, 17.5, 21.5], 0.0);
@@ -375,6 +376,9 @@ mod tests {
     fn empty_axes_and_empty_tensors() {
         let same = run1("Sum", &[], vec![cube(), i32s(&[0], &[])]);
         assert_eq!(same, cube());
+        // A dim named twice (here 0 and -3) is InvalidArgument, as in TensorFlow.
+        let dup = run("Sum", &[], vec![cube(), i32s(&[2], &[0, -3])]).unwrap_err();
+        assert_eq!(dup.code, rill_graph::Code::InvalidArgument);
         let e = f32s(&[0, 3], &[]);
         assert_close(
             &run1("Sum", &[], vec![e.clone(), i32s(&[1], &[0])]),

@@ -5,7 +5,8 @@
 //! a whole inner row at a time (contiguous, vectorisable), parallel over `outer`.
 //!
 //! Invariants (TensorFlow's): the axis is a scalar in `[-rank, rank)`; ArgMax/ArgMin of an
-//! empty axis is InvalidArgument, ties give the first index; scans keep the input shape,
+//! empty axis is InvalidArgument, ties give the first index, NaNs are skipped (index 0 when
+//! all are NaN); scans keep the input shape,
 //! integers wrap, f16/bf16 are computed in f32.
 
 use rill_graph::{DType, Element, Error, Result, Tensor};
@@ -46,7 +47,11 @@ fn arg_best<T: Element + Copy + PartialOrd>(
             for j in 1..r {
                 let xs = &x[base + j * inner..base + (j + 1) * inner];
                 for ((b, i), &v) in best.iter_mut().zip(row.iter_mut()).zip(xs) {
-                    if (max && v > *b) || (!max && v < *b) {
+                    // NaN never wins (TensorFlow starts from the lowest/highest value and
+                    // only takes a strictly better one), so a NaN best gives way to any number.
+                    #[allow(clippy::eq_op)]
+                    let nan_best = *b != *b && v == v;
+                    if (max && v > *b) || (!max && v < *b) || nan_best {
                         *b = v;
                         *i = j as i64;
                     }
@@ -224,6 +229,22 @@ mod tests {
             "ArgMax",
             &[],
             vec![f32s(&[3], &[1.0, f32::NAN, 3.0]), i32s(&[], &[0])],
+        );
+        assert_eq!(n.as_slice::<i64>().unwrap(), &[2]);
+        // A leading NaN is skipped too (TensorFlow: [nan, 0, 0] -> 1), all-NaN gives 0.
+        let n = run1(
+            "ArgMax",
+            &[],
+            vec![
+                f32s(&[2, 3], &[f32::NAN, 0.0, 0.0, f32::NAN, f32::NAN, f32::NAN]),
+                i32s(&[], &[1]),
+            ],
+        );
+        assert_eq!(n.as_slice::<i64>().unwrap(), &[1, 0]);
+        let n = run1(
+            "ArgMin",
+            &[],
+            vec![f32s(&[3], &[f32::NAN, 2.0, 1.0]), i32s(&[], &[0])],
         );
         assert_eq!(n.as_slice::<i64>().unwrap(), &[2]);
         let a = run1("ArgMax", &[], vec![x.clone(), i32s(&[], &[-2])]);
