@@ -8,6 +8,7 @@ pub mod compile_report;
 pub mod data;
 pub mod inspect;
 pub mod npy;
+pub mod ops_doc;
 pub mod partition_report;
 pub mod tensorboard;
 pub mod train;

@@ -72,6 +72,8 @@ enum Command {
     },
     /// Train a digit classifier (UCI 8x8 handwritten digits) built with the Rust API.
     Train(TrainArgs),
+    /// Print the op reference (markdown): every op, its CPU kernel dtypes and gradient.
+    Ops,
 }
 
 #[derive(clap::Args)]
@@ -369,6 +371,7 @@ fn main() -> Result<()> {
         Command::Run { graph, step, out } => run_once(&Step::load(&graph, step)?, out)?,
         Command::Bench { graph, step, iters } => bench(&Step::load(&graph, step)?, iters)?,
         Command::Train(args) => train(args)?,
+        Command::Ops => print!("{}", rill::ops_doc::render_ops_markdown()),
     }
     Ok(())
 }

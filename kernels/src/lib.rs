@@ -288,6 +288,20 @@ impl KernelRegistry {
         ops.dedup();
         ops
     }
+
+    /// The dtypes `op` has a kernel for on `device`, sorted: `Some(dtype)` for a kernel
+    /// registered for that dtype, `None` for one that serves every dtype (and checks the
+    /// dtype itself when created). Empty when `op` has no kernel on `device`.
+    pub fn dtypes(&self, op: &str, device: DeviceType) -> Vec<Option<DType>> {
+        let mut dtypes: Vec<Option<DType>> = self
+            .kernels
+            .keys()
+            .filter(|(o, d, _)| o == op && *d == device)
+            .map(|&(_, _, dtype)| dtype)
+            .collect();
+        dtypes.sort_unstable();
+        dtypes
+    }
 }
 
 /// Every kernel Rill has (built once).
@@ -305,4 +319,28 @@ pub fn registry() -> Arc<KernelRegistry> {
 /// An error for a dtype a kernel does not handle.
 pub fn unsupported_dtype(op: &str, dtype: DType) -> Error {
     Error::unimplemented(format!("op {op} has no CPU kernel for dtype {dtype}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unused(_: &Node) -> Result<Box<dyn Kernel>> {
+        Err(Error::internal("not created in this test"))
+    }
+
+    #[test]
+    fn dtypes_lists_each_op_s_kernels_by_device() {
+        let mut r = KernelRegistry::new();
+        r.register("A", DeviceType::Cpu, Some(DType::I32), unused);
+        r.register("A", DeviceType::Cpu, Some(DType::F32), unused);
+        r.cpu("B", unused);
+        assert_eq!(
+            r.dtypes("A", DeviceType::Cpu),
+            vec![Some(DType::F32), Some(DType::I32)]
+        );
+        assert_eq!(r.dtypes("B", DeviceType::Cpu), vec![None]);
+        assert!(r.dtypes("C", DeviceType::Cpu).is_empty());
+        assert_eq!(registry().dtypes("MatMul", DeviceType::Cpu), vec![None]);
+    }
 }
