@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use rill::graph::{Code, Graph};
 use rill::ops::{registry, Builder};
 use rill::prelude::*;
-use rill::proto::{GraphDef, Message, NodeDef};
+use rill::proto::{AttrValue, GraphDef, Message, NodeDef};
 
 fn fixture_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf");
@@ -49,9 +49,29 @@ fn every_fixture_round_trips_through_pb_and_pbtxt() {
             assert_eq!(a.op, b.op);
             assert_eq!(a.input, b.input, "{name}: inputs of {}", a.name);
             for (k, v) in &b.attr {
-                assert_eq!(a.attr.get(k), Some(v), "{name}: attr {k} of {}", a.name);
+                assert!(
+                    same_attr(a.attr.get(k), v),
+                    "{name}: attr {k} of {}: {:?} vs {v:?}",
+                    a.name,
+                    a.attr.get(k)
+                );
             }
         }
+    }
+}
+
+/// Equal attrs; tensors are compared by value, since TensorFlow may write a splat constant
+/// as one `float_val` where Rill's export writes every element in `tensor_content`.
+fn same_attr(exported: Option<&AttrValue>, original: &AttrValue) -> bool {
+    use rill::proto::attr_value::Value;
+    match (exported.and_then(|a| a.value.as_ref()), &original.value) {
+        (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => {
+            match (Tensor::from_proto(a), Tensor::from_proto(b)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => a == b,
+            }
+        }
+        _ => exported == Some(original),
     }
 }
 
