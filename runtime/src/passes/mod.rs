@@ -177,8 +177,13 @@ mod tests {
                     feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
                 let fetches: Vec<&str> = fetches.iter().map(String::as_str).collect();
                 assert_same_results(&graph, &after, &feeds, &fetches, 1e-6);
+                // Calls (lowered by the session) and control flow are left to the executor.
+                let has_calls = !graph.library.function.is_empty()
+                    || graph
+                        .nodes()
+                        .any(|(_, n)| util::is_control_flow(n.op_name()));
                 assert!(
-                    after.len() < before_len,
+                    after.len() < before_len || (has_calls && after.len() <= before_len),
                     "{}: nothing simplified",
                     dir.display()
                 );
