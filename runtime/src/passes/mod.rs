@@ -181,7 +181,7 @@ mod tests {
                 let has_calls = !graph.library.function.is_empty()
                     || graph
                         .nodes()
-                        .any(|(_, n)| util::is_control_flow(n.op_name()));
+                        .any(|(_, n)| crate::control_flow::is_control_flow_op(n.op_name()));
                 assert!(
                     after.len() < before_len || (has_calls && after.len() <= before_len),
                     "{}: nothing simplified",
