@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use half::bf16;
-use rill::graph::{Buffer, Code, DType, Graph, Tensor};
+use rill::graph::{Code, DType, Graph, Tensor};
 use rill::npy::read_npy;
 use rill::ops::registry;
 use rill::prelude::*;
 use serde_json::Value;
-use support::string_map;
+use support::{string_map, to_f64};
 
 mod support;
 
@@ -68,16 +68,6 @@ fn code_of(name: &str) -> Option<Code> {
         "Unavailable" => Code::Unavailable,
         "DataLoss" => Code::DataLoss,
         "Unauthenticated" => Code::Unauthenticated,
-        _ => return None,
-    })
-}
-
-fn to_f64(t: &Tensor) -> Option<Vec<f64>> {
-    Some(match t.buffer() {
-        Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        Buffer::F64(v) => v.clone(),
-        Buffer::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        Buffer::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
         _ => return None,
     })
 }

@@ -13,12 +13,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use rill::graph::{Buffer, Graph, Tensor};
+use rill::graph::{Graph, Tensor};
 use rill::npy::read_npy;
 use rill::ops::registry;
 use rill::prelude::*;
 use serde_json::Value;
-use support::string_map;
+use support::{string_map, to_f64};
 
 mod support;
 
@@ -30,16 +30,6 @@ fn fixtures_root() -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf"),
     }
-}
-
-fn to_f64(t: &Tensor) -> Option<Vec<f64>> {
-    Some(match t.buffer() {
-        Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        Buffer::F64(v) => v.clone(),
-        Buffer::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        Buffer::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        _ => return None,
-    })
 }
 
 /// Compares as the README says: shapes exactly, floats with allclose, others exactly.

@@ -13,6 +13,7 @@ mod error;
 mod graph;
 mod graph_def;
 mod op_def;
+mod op_def_proto;
 pub mod pass;
 mod shape;
 pub mod shape_fn;

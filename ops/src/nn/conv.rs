@@ -73,20 +73,31 @@ const ATTRS: [&str; 6] = [
 /// `Conv2D`'s gradients: `Conv2DBackpropInput` and `Conv2DBackpropFilter` with the forward
 /// node's geometry.
 fn conv2d_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    convolution_grad(c, "Conv2DBackpropInput", "Conv2DBackpropFilter", &ATTRS)
+}
+
+/// A convolution's gradients: `input_op(shape(input), filter, dy)` and
+/// `filter_op(input, shape(filter), dy)`, each with the forward node's `attrs`.
+pub(super) fn convolution_grad(
+    c: &GradContext,
+    input_op: &str,
+    filter_op: &str,
+    attrs: &[&str],
+) -> Result<Vec<Option<Output>>> {
     let b = c.b;
     let (input, filter, dy) = (c.x(0), c.x(1), c.dy(0)?);
     let nb = b
-        .op("Conv2DBackpropInput")
+        .op(input_op)
         .input(b.shape_of(input)?)
         .input(filter)
         .input(dy);
-    let dx = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    let dx = c.with_attrs(nb, attrs)?.build_output()?;
     let nb = b
-        .op("Conv2DBackpropFilter")
+        .op(filter_op)
         .input(input)
         .input(b.shape_of(filter)?)
         .input(dy);
-    let dw = c.with_attrs(nb, &ATTRS)?.build_output()?;
+    let dw = c.with_attrs(nb, attrs)?.build_output()?;
     Ok(vec![Some(dx), Some(dw)])
 }
 

@@ -11,7 +11,7 @@
 use rill_graph::{Dim, InferenceContext, OpDef, Output, Result, Shape};
 
 use super::common::data_format;
-use super::conv::conv_output_hw;
+use super::conv::{conv_output_hw, convolution_grad};
 use crate::gradient::GradContext;
 use crate::math::common::{merge_input_dims, shape_with_rank, type_attr, FLOAT};
 use crate::Builder;
@@ -62,21 +62,12 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
 /// The input gradient `DepthwiseConv2dNativeBackpropInput(shape(input), filter, dy)` and
 /// the filter gradient `DepthwiseConv2dNativeBackpropFilter(input, shape(filter), dy)`.
 fn depthwise_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
-    let b = c.b;
-    let (input, filter, dy) = (c.x(0), c.x(1), c.dy(0)?);
-    let nb = b
-        .op("DepthwiseConv2dNativeBackpropInput")
-        .input(b.shape_of(input)?)
-        .input(filter)
-        .input(dy);
-    let dx = c.with_attrs(nb, &ATTRS)?.build_output()?;
-    let nb = b
-        .op("DepthwiseConv2dNativeBackpropFilter")
-        .input(input)
-        .input(b.shape_of(filter)?)
-        .input(dy);
-    let dw = c.with_attrs(nb, &ATTRS)?.build_output()?;
-    Ok(vec![Some(dx), Some(dw)])
+    convolution_grad(
+        c,
+        "DepthwiseConv2dNativeBackpropInput",
+        "DepthwiseConv2dNativeBackpropFilter",
+        &ATTRS,
+    )
 }
 
 fn depthwise_shape(cx: &InferenceContext) -> Result<Vec<Shape>> {

@@ -76,7 +76,6 @@ struct Frame {
 /// Every frame instance of a step and the queue of ready tasks.
 pub struct Frames<'a> {
     cf: &'a ControlFlowGraph,
-    num_inputs: Vec<usize>,
     frames: Vec<Option<Frame>>,
     children: HashMap<(usize, usize, usize), usize>,
     pub ready: Vec<Task>,
@@ -85,12 +84,10 @@ pub struct Frames<'a> {
 }
 
 impl<'a> Frames<'a> {
-    /// The root frame with `fed` inputs in place; its ready nodes are queued.
-    /// `num_inputs[j]` is the number of data inputs of plan node `j`.
-    pub fn new(cf: &'a ControlFlowGraph, num_inputs: Vec<usize>, feeds: &[Tensor]) -> Frames<'a> {
+    /// The root frame with `feeds` in place; its ready nodes are queued.
+    pub fn new(cf: &'a ControlFlowGraph, feeds: &[Tensor]) -> Frames<'a> {
         let mut frames = Frames {
             cf,
-            num_inputs,
             frames: vec![],
             children: HashMap::new(),
             ready: vec![],
@@ -152,7 +149,7 @@ impl<'a> Frames<'a> {
                     _ => cf.data_inputs[j] + cf.control_inputs[j],
                 },
                 dead: false,
-                inputs: vec![None; self.num_inputs[j]],
+                inputs: vec![None; cf.num_inputs[j]],
                 merge_live: None,
                 merge_dead: 0,
                 fired: false,

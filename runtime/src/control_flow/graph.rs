@@ -10,7 +10,7 @@
 //! otherwise); the back edge `NextIteration -> Merge` is the only edge against the plan's
 //! topological order; fed tensors and fetched nodes are in the root frame.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rill_graph::{Error, NodeId, Output, Result};
 
@@ -69,6 +69,8 @@ pub struct StaticFrame {
 pub struct ControlFlowGraph {
     pub kinds: Vec<Kind>,
     pub out_edges: Vec<Vec<Edge>>,
+    /// All data inputs of each node (fed, variable and produced).
+    pub num_inputs: Vec<usize>,
     /// Data inputs that come from plan nodes (not fed).
     pub data_inputs: Vec<u32>,
     pub control_inputs: Vec<u32>,
@@ -287,6 +289,7 @@ impl ControlFlowGraph {
         Ok(ControlFlowGraph {
             kinds,
             out_edges,
+            num_inputs: plan.nodes.iter().map(|p| p.input_slots.len()).collect(),
             data_inputs,
             control_inputs,
             frame_of,
@@ -356,6 +359,5 @@ impl FrameAnalysis {
 
 /// Whether any node of the plan is a control-flow op.
 pub fn needs_control_flow(plan: &Plan) -> bool {
-    let ops: HashSet<&str> = plan.nodes.iter().map(|n| n.op.as_str()).collect();
-    ops.iter().any(|op| is_control_flow_op(op))
+    plan.nodes.iter().any(|n| is_control_flow_op(&n.op))
 }

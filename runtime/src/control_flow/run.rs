@@ -41,8 +41,7 @@ pub fn run_step(
     rendezvous: Option<&Arc<dyn Rendezvous>>,
     pool: Option<&ThreadPool>,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
-    let num_inputs = plan.nodes.iter().map(|n| n.input_slots.len()).collect();
-    let mut frames = Frames::new(cf, num_inputs, &feeds);
+    let mut frames = Frames::new(cf, &feeds);
     let runner = Runner {
         plan,
         resources,

@@ -8,9 +8,7 @@
 use rill_graph::{DType, Graph, Node, Output, PassContext, Shape, Tensor};
 
 /// Ops of TF1 control flow: passes leave them, and the Identities next to them, alone.
-pub(crate) fn is_control_flow(op: &str) -> bool {
-    crate::control_flow::is_control_flow_op(op)
-}
+pub(crate) use crate::control_flow::is_control_flow_op as is_control_flow;
 
 /// Ops whose value is not a function of their inputs even when their definition forgets
 /// to say so (random ops are stateful in Rill's definitions; this is a second guard).
