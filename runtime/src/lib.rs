@@ -22,4 +22,4 @@ pub mod testing;
 
 pub use checkpoint::CheckpointManager;
 pub use executor::NodeTiming;
-pub use session::{Callable, Session, SessionOptions};
+pub use session::{check_feeds, feed_specs, Callable, RunStep, Session, SessionOptions};

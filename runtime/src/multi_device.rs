@@ -112,14 +112,7 @@ impl PartitionedPlan {
     ) -> Result<PartitionedPlan> {
         let mut graph = spec.graph.clone();
         let placement = place(&mut graph, &devices.set, kernels, spec.placer)?;
-        let feed_specs = spec
-            .feeds
-            .iter()
-            .map(|name| {
-                let o = graph.output_named(name)?;
-                Ok((name.clone(), graph.dtype(o), graph.shape(o).clone()))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let feed_specs = crate::session::feed_specs(&graph, spec.feeds)?;
         let partitions = partition(
             &graph,
             &devices.set,

@@ -32,3 +32,21 @@ pub fn optimize(
     optimized.compact();
     Ok((optimized, records))
 }
+
+/// The step's graph cut down to what the fetches and targets need, nothing else changed:
+/// what a step runs when optimisation is off (a partitioned step must not send, and so
+/// run, nodes the step does not need).
+pub fn prune(
+    graph: &Graph,
+    feeds: &[Output],
+    fetches: &[Output],
+    targets: &[NodeId],
+) -> Result<Graph> {
+    let mut cx = PassContext::for_step(graph, feeds, fetches, targets);
+    let mut pruned = graph.clone();
+    PassManager::new()
+        .group("prune", vec![Box::new(passes::Prune)])
+        .run(&mut pruned, &mut cx)?;
+    pruned.compact();
+    Ok(pruned)
+}

@@ -166,13 +166,12 @@ impl Session {
     fn compile_partitioned(&self, key: &Signature, devices: &Devices) -> Result<PartitionedPlan> {
         let (feeds, fetches, targets) = (names(&key.0), names(&key.1), names(&key.2));
         let step = self.resolve_step(&self.graph, &feeds, &fetches, &targets)?;
-        let optimized;
-        let graph: &Graph = if self.options.optimize {
-            optimized = crate::optimize::optimize(&self.graph, &step.0, &step.1, &step.2)?.0;
-            &optimized
+        let graph = if self.options.optimize {
+            crate::optimize::optimize(&self.graph, &step.0, &step.1, &step.2)?.0
         } else {
-            &self.graph
+            crate::optimize::prune(&self.graph, &step.0, &step.1, &step.2)?
         };
+        let graph = &graph;
         // The names resolve in the optimised graph too (passes keep them).
         self.resolve_step(graph, &feeds, &fetches, &targets)?;
         let placer = PlacerOptions {
@@ -379,7 +378,16 @@ fn run_checked(
     feeds: Vec<Tensor>,
     profile: bool,
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>)> {
-    let specs = plan.feed_specs();
+    check_feeds(plan.feed_specs(), &feeds)?;
+    match plan {
+        Compiled::Single(plan) => run_step(plan, resources, feeds, profile),
+        Compiled::Partitioned(plan) => plan.run(resources, feeds, profile),
+    }
+}
+
+/// Checks `feeds` against what each fed tensor must look like: `(name, dtype, shape)` in
+/// feed order. InvalidArgument naming the tensor on a wrong count, dtype or shape.
+pub fn check_feeds(specs: &[(String, DType, Shape)], feeds: &[Tensor]) -> Result<()> {
     if feeds.len() != specs.len() {
         return Err(Error::invalid_argument(format!(
             "expected {} feeds, got {}",
@@ -401,8 +409,40 @@ fn run_checked(
             )));
         }
     }
-    match plan {
-        Compiled::Single(plan) => run_step(plan, resources, feeds, profile),
-        Compiled::Partitioned(plan) => plan.run(resources, feeds, profile),
+    Ok(())
+}
+
+/// The dtype and inferred shape of each fed tensor of `graph`: `(name, dtype, shape)` in
+/// feed order, what [`check_feeds`] checks feeds against.
+pub fn feed_specs(graph: &Graph, feeds: &[String]) -> Result<Vec<(String, DType, Shape)>> {
+    feeds
+        .iter()
+        .map(|name| {
+            let o = graph.output_named(name)?;
+            Ok((name.clone(), graph.dtype(o), graph.shape(o).clone()))
+        })
+        .collect()
+}
+
+/// Runs steps of a graph: a [`Session`] here, a cluster session elsewhere, so code that
+/// drives steps (fixture harnesses, trainers) works with either.
+pub trait RunStep {
+    /// Feeds `feeds`, computes `fetches` and runs `targets`.
+    fn run_step(
+        &self,
+        feeds: &[(&str, Tensor)],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<Vec<Tensor>>;
+}
+
+impl RunStep for Session {
+    fn run_step(
+        &self,
+        feeds: &[(&str, Tensor)],
+        fetches: &[&str],
+        targets: &[&str],
+    ) -> Result<Vec<Tensor>> {
+        self.run(feeds, fetches, targets)
     }
 }
