@@ -12,8 +12,10 @@ pub mod ops_doc;
 pub mod partition_report;
 pub mod tensorboard;
 pub mod train;
+pub mod train_cluster;
 
 pub use rill_autodiff as autodiff;
+pub use rill_distributed as distributed;
 pub use rill_graph as graph;
 pub use rill_kernels as kernels;
 pub use rill_ops as ops;

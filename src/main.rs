@@ -9,6 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rill::prelude::{Session, SessionOptions, Tensor};
 
+mod launch;
+mod serve;
+
 #[derive(Parser)]
 #[command(
     name = "rill",
@@ -74,6 +77,32 @@ enum Command {
     Train(TrainArgs),
     /// Print the op reference (markdown): every op, its CPU kernel dtypes and gradient.
     Ops,
+    /// Start a local cluster (ps and worker `rill server` tasks on free loopback ports) and
+    /// run a command against it with TF_CONFIG and RILL_CLUSTER_TOKEN set; stops the cluster
+    /// when the command ends and exits with its code.
+    Launch(LaunchArgs),
+    /// Serve one task of a cluster (job and task from flags or TF_CONFIG) until SIGTERM or
+    /// SIGINT, or until its client closes the session (ps tasks).
+    Server(serve::ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct LaunchArgs {
+    /// Number of parameter-server tasks (job `ps`).
+    #[arg(long, default_value_t = 0)]
+    ps: usize,
+    /// Number of worker tasks (job `worker`); at least 1.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Cluster token given to every process [default: $RILL_CLUSTER_TOKEN, else random].
+    #[arg(long)]
+    token: Option<String>,
+    /// Address the tasks listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The command to run, after `--` (a leading `rill` runs this same rill binary).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +131,11 @@ struct TrainArgs {
     /// The digits data set (gzip CSV) [default: data/digits.csv.gz in the repository].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Train in this process even when TF_CONFIG names a cluster. Without it, a TF_CONFIG
+    /// with a cluster and no task (as `rill launch` sets) trains on that cluster:
+    /// synchronous data-parallel, one replica per worker task, variables on the ps tasks.
+    #[arg(long)]
+    local: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,7 +176,25 @@ fn train(args: TrainArgs) -> Result<()> {
         data: args.data.unwrap_or_else(rill::data::digits::default_path),
         ..TrainConfig::default()
     };
-    let report = rill::train::train(&config)?;
+    let cluster = if args.local {
+        None
+    } else {
+        let tf_config = rill::distributed::TfConfig::from_env().context("reading TF_CONFIG")?;
+        rill::train_cluster::client_cluster(tf_config)?
+    };
+    let report = match &cluster {
+        None => rill::train::train(&config)?,
+        Some(cluster) => {
+            println!("{}", rill::train_cluster::describe(cluster));
+            let options = rill::distributed::ClusterOptions {
+                // Whoever started the tasks stops them: a ps task exiting before this
+                // client would look like a crash to `rill launch`.
+                shutdown_ps_on_close: false,
+                ..rill::distributed::ClusterOptions::default()
+            };
+            rill::train_cluster::train_on_cluster(&config, cluster, options)?
+        }
+    };
     println!(
         "wrote {} (inference graph: x:0 -> probs:0), checkpoints in {}, TensorBoard events in {}",
         report.model_path.display(),
@@ -372,6 +424,8 @@ fn main() -> Result<()> {
         Command::Bench { graph, step, iters } => bench(&Step::load(&graph, step)?, iters)?,
         Command::Train(args) => train(args)?,
         Command::Ops => print!("{}", rill::ops_doc::render_ops_markdown()),
+        Command::Launch(args) => std::process::exit(launch::run(args)?),
+        Command::Server(args) => serve::run(args)?,
     }
     Ok(())
 }

@@ -8,12 +8,18 @@
 //! `model.pb` (inference graph: `x:0` f32 `[?, 64]` -> `logits:0`, `probs:0`,
 //! `predictions:0`, the trained weights as constants).
 //!
+//! The loop ([`train_with`]: data, batches, logging, TensorBoard, checkpoints, export) runs
+//! the graph through a [`Trainer`]: a local session here, a cluster session in
+//! [`crate::train_cluster`]. Both name the variables alike, so their checkpoints and
+//! models are interchangeable.
+//!
 //! Invariants: the same seed gives the same split, initial weights and batch order; a
 //! resumed run restores every variable, the global step included, and continues at the
 //! epoch after the last checkpoint; a fresh run deletes the previous run's checkpoints and
 //! event files in the folder (only files with those names) and overwrites `model.pb` and
 //! `run.json`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -26,9 +32,11 @@ use rill_ops::Builder;
 use rill_runtime::{Callable, CheckpointManager, Session, SessionOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::data::digits::{self, CLASSES, PIXELS, SIDE};
-use crate::data::Rng;
+use crate::data::digits::{self, PIXELS};
 use crate::tensorboard::EventWriter;
+
+mod model;
+pub(crate) use model::{build_model, model_params, per_example};
 
 /// Which network to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +93,7 @@ impl OptimizerKind {
         }
     }
 
-    fn build(self, lr: f64) -> Box<dyn Optimizer> {
+    pub(crate) fn build(self, lr: f64) -> Box<dyn Optimizer> {
         match self {
             OptimizerKind::Sgd => Box::new(Sgd { learning_rate: lr }),
             OptimizerKind::Momentum => Box::new(Momentum {
@@ -183,85 +191,22 @@ struct RunInfo {
 pub const TEST_FRACTION: f64 = 0.2;
 const KEEP_CHECKPOINTS: usize = 3;
 
-/// Glorot (Xavier) uniform initial values for a weight of `dims` with the given fans.
-fn glorot(rng: &mut Rng, dims: &[usize], fan_in: usize, fan_out: usize) -> Result<Tensor> {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-    let n = dims.iter().product();
-    Tensor::new(dims, (0..n).map(|_| rng.uniform(-limit, limit)).collect())
-}
-
-/// Where a model's weights come from: new variables (training) or trained constants.
-type ParamFn<'a> = dyn FnMut(&str, Tensor) -> Result<Output> + 'a;
-
-fn dense(
-    b: &Builder,
-    rng: &mut Rng,
-    param: &mut ParamFn<'_>,
-    name: &str,
-    x: Output,
-    units: usize,
-) -> Result<Output> {
-    let shape = b.shape(x);
-    let fan_in = shape
-        .dim(-1)
-        .known()
-        .ok_or_else(|| Error::internal(format!("{name}: input width unknown ({shape})")))?;
-    let w = param(
-        &format!("{name}/kernel"),
-        glorot(rng, &[fan_in, units], fan_in, units)?,
-    )?;
-    let bias = param(
-        &format!("{name}/bias"),
-        Tensor::new(&[units], vec![0f32; units])?,
-    )?;
-    b.bias_add(b.matmul(x, w)?, bias)
-}
-
-fn conv(
-    b: &Builder,
-    rng: &mut Rng,
-    param: &mut ParamFn<'_>,
-    name: &str,
-    x: Output,
-    in_ch: usize,
-    out_ch: usize,
-) -> Result<Output> {
-    let k = 3;
-    let w = param(
-        &format!("{name}/kernel"),
-        glorot(rng, &[k, k, in_ch, out_ch], k * k * in_ch, k * k * out_ch)?,
-    )?;
-    let bias = param(
-        &format!("{name}/bias"),
-        Tensor::new(&[out_ch], vec![0f32; out_ch])?,
-    )?;
-    let y = b.relu(b.bias_add(b.conv2d(x, w, [1, 1, 1, 1], "SAME")?, bias)?)?;
-    b.max_pool(y, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
-}
-
-/// The network from `x` (`[?, 64]`, pixels in [0, 1]) to logits `[?, 10]`; weights are
-/// drawn from `seed` and passed through `param`.
-fn build_model(
-    b: &Builder,
-    kind: ModelKind,
-    x: Output,
-    seed: u64,
-    param: &mut ParamFn<'_>,
-) -> Result<Output> {
-    let mut rng = Rng::derived(seed, 0x5eed);
-    match kind {
-        ModelKind::Mlp => {
-            let h = b.relu(dense(b, &mut rng, param, "hidden", x, 128)?)?;
-            dense(b, &mut rng, param, "output", h, CLASSES)
-        }
-        ModelKind::Cnn => {
-            let side = SIDE as i64;
-            let img = b.reshape_to(x, &[-1, side, side, 1])?;
-            let h = conv(b, &mut rng, param, "conv1", img, 1, 16)?;
-            let h = conv(b, &mut rng, param, "conv2", h, 16, 32)?;
-            let flat = b.reshape_to(h, &[-1, 2 * 2 * 32])?;
-            dense(b, &mut rng, param, "output", flat, CLASSES)
-        }
+/// What [`train_with`] needs from the session that runs the training graph.
+pub(crate) trait Trainer {
+    /// One training step on a batch: its loss, its accuracy and the global step after it.
+    fn train_step(&mut self, images: Tensor, labels: Tensor) -> Result<(f32, f32, u64)>;
+    /// Loss and accuracy on a batch, without training.
+    fn evaluate(&self, images: Tensor, labels: Tensor) -> Result<(f32, f32)>;
+    fn global_step(&self) -> Result<u64>;
+    /// The current values of the variables `names`.
+    fn read_variables(&self, names: &[&str]) -> Result<Vec<Tensor>>;
+    /// Saves every variable as checkpoint `step`.
+    fn save(&self, ckpt: &CheckpointManager, step: u64) -> Result<PathBuf>;
+    /// Restores the newest checkpoint; its step, `None` when there is none.
+    fn restore_latest(&self, ckpt: &CheckpointManager) -> Result<Option<u64>>;
+    /// Called once when training ended.
+    fn finish(&self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -270,7 +215,6 @@ struct TrainGraph {
     session: Session,
     step: Callable,
     eval: Callable,
-    init: String,
 }
 
 fn build_training(config: &TrainConfig, lr: f64) -> Result<(TrainGraph, Vec<u8>)> {
@@ -287,13 +231,9 @@ fn build_training(config: &TrainConfig, lr: f64) -> Result<(TrainGraph, Vec<u8>)
         build_model(&b, config.model, x, config.seed, &mut param)?
     };
     let logits = b.identity_named("logits", logits)?;
-    let (xent, _) = b.sparse_softmax_cross_entropy_with_logits(logits, labels)?;
+    let (xent, correct) = per_example(&b, logits, labels)?;
     let loss = b.identity_named("loss", b.mean(xent, &[0], false)?)?;
-    let correct = b.equal(b.argmax(logits, 1)?, labels)?;
-    let accuracy = b.identity_named(
-        "accuracy",
-        b.mean(b.cast(correct, DType::F32)?, &[0], false)?,
-    )?;
+    let accuracy = b.identity_named("accuracy", b.mean(correct, &[0], false)?)?;
     optimizer::global_step(&b)?;
     let train_op = config
         .optimizer
@@ -315,23 +255,61 @@ fn build_training(config: &TrainConfig, lr: f64) -> Result<(TrainGraph, Vec<u8>)
     let [x, labels, loss, accuracy] = names.each_ref().map(String::as_str);
     let step = session.prepare(&[x, labels], &[loss, accuracy], &[&train_op])?;
     let eval = session.prepare(&[x, labels], &[loss, accuracy], &[])?;
+    session.run(&[], &[], &[&init])?;
     Ok((
         TrainGraph {
             session,
             step,
             eval,
-            init,
         },
         graph_def,
     ))
 }
 
-/// The inference graph with the session's trained weights as constants.
-fn frozen_model(config: &TrainConfig, session: &Session) -> Result<rill_graph::Graph> {
+impl Trainer for TrainGraph {
+    fn train_step(&mut self, images: Tensor, labels: Tensor) -> Result<(f32, f32, u64)> {
+        let (loss, acc) = run_batch(&self.step, images, labels)?;
+        Ok((loss, acc, self.global_step()?))
+    }
+    fn evaluate(&self, images: Tensor, labels: Tensor) -> Result<(f32, f32)> {
+        run_batch(&self.eval, images, labels)
+    }
+    fn global_step(&self) -> Result<u64> {
+        let v = self
+            .session
+            .resources()
+            .lookup(optimizer::GLOBAL_STEP)?
+            .read()?
+            .scalar_value::<i64>()?;
+        step_from(v)
+    }
+    fn read_variables(&self, names: &[&str]) -> Result<Vec<Tensor>> {
+        let vars = self.session.resources();
+        names.iter().map(|n| vars.lookup(n)?.read()).collect()
+    }
+    fn save(&self, ckpt: &CheckpointManager, step: u64) -> Result<PathBuf> {
+        ckpt.save(&self.session, step)
+    }
+    fn restore_latest(&self, ckpt: &CheckpointManager) -> Result<Option<u64>> {
+        ckpt.restore_latest(&self.session)
+    }
+}
+
+/// The inference graph with the trainer's trained weights as constants.
+fn frozen_model(config: &TrainConfig, trainer: &dyn Trainer) -> Result<rill_graph::Graph> {
+    let names: Vec<String> = model_params(config)?.into_iter().map(|(n, _)| n).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut values: HashMap<String, Tensor> = names
+        .iter()
+        .cloned()
+        .zip(trainer.read_variables(&refs)?)
+        .collect();
     let b = Builder::new();
     let x = b.placeholder("x", DType::F32, [-1i64, PIXELS as i64])?;
     let mut param = |name: &str, _init: Tensor| -> Result<Output> {
-        let value = session.resources().lookup(name)?.read()?;
+        let value = values
+            .remove(name)
+            .ok_or_else(|| Error::internal(format!("no trained value for {name}")))?;
         b.constant_named(name, value)
     };
     let logits = build_model(&b, config.model, x, config.seed, &mut param)?;
@@ -346,12 +324,8 @@ fn frozen_model(config: &TrainConfig, session: &Session) -> Result<rill_graph::G
     Ok(b.into_graph())
 }
 
-fn global_step_value(session: &Session) -> Result<u64> {
-    let v = session
-        .resources()
-        .lookup(optimizer::GLOBAL_STEP)?
-        .read()?
-        .scalar_value::<i64>()?;
+/// A global step read from the graph (never negative).
+pub(crate) fn step_from(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::new(Code::DataLoss, format!("negative global step {v}")))
 }
 
@@ -417,8 +391,20 @@ fn run_batch(c: &Callable, images: Tensor, labels: Tensor) -> Result<(f32, f32)>
     Ok((out[0].scalar_value::<f32>()?, out[1].scalar_value::<f32>()?))
 }
 
-/// Trains per `config`; see the module documentation for what is written.
+/// Trains per `config` in this process; see the module documentation for what is written.
 pub fn train(config: &TrainConfig) -> Result<TrainReport> {
+    train_with(config, |lr| {
+        let (g, graph_def) = build_training(config, lr)?;
+        Ok((Box::new(g) as Box<dyn Trainer>, graph_def))
+    })
+}
+
+/// The training loop of [`train`] on the trainer `build(learning_rate)` returns (with its
+/// variables initialised) and its GraphDef (for TensorBoard).
+pub(crate) fn train_with(
+    config: &TrainConfig,
+    build: impl FnOnce(f64) -> Result<(Box<dyn Trainer>, Vec<u8>)>,
+) -> Result<TrainReport> {
     let start = Instant::now();
     if config.batch_size == 0 {
         return Err(Error::invalid_argument("--batch-size must be at least 1"));
@@ -449,9 +435,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
     if !config.resume {
         clear_previous_run(&ckpt_dir, &events_dir)?;
     }
-    let (g, graph_def) = build_training(config, lr)?;
+    let (mut g, graph_def) = build(lr)?;
     let ckpt = CheckpointManager::new(&ckpt_dir, KEEP_CHECKPOINTS)?;
-    g.session.run(&[], &[], &[&g.init])?;
     let steps_per_epoch = train_set.batches_per_epoch(config.batch_size) as u64;
     let mut start_epoch = 0;
     let mut restored_from = None;
@@ -466,9 +451,9 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
     };
     let hidden = ProgressBar::hidden();
     if config.resume {
-        match ckpt.restore_latest(&g.session)? {
+        match g.restore_latest(&ckpt)? {
             Some(step) => {
-                let restored = global_step_value(&g.session)?;
+                let restored = g.global_step()?;
                 start_epoch = restored / steps_per_epoch;
                 let path = ckpt_dir.join(format!("ckpt-{step}.json"));
                 log(
@@ -490,7 +475,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
     if let Some((step, path)) = &restored_from {
         events.add_session_start(*step as i64, &path.display().to_string())?;
     }
-    events.add_graph(graph_def, global_step_value(&g.session)? as i64)?;
+    events.add_graph(graph_def, g.global_step()? as i64)?;
     events.flush()?;
 
     let epochs_to_run = config.epochs.saturating_sub(start_epoch);
@@ -515,7 +500,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
         for batch in train_set.batches(config.batch_size, config.seed, epoch)? {
             let batch = batch?;
             let size = batch.labels.dims()[0];
-            let (loss, acc) = run_batch(&g.step, batch.images, batch.labels)?;
+            let (loss, acc, step) = g.train_step(batch.images, batch.labels)?;
             if !loss.is_finite() {
                 pb.abandon();
                 return Err(Error::invalid_argument(format!(
@@ -526,7 +511,6 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
             loss_sum += loss as f64 * size as f64;
             acc_sum += acc as f64 * size as f64;
             n += size;
-            let step = global_step_value(&g.session)?;
             events.add_scalars(
                 &[("train/loss", loss), ("train/batch_accuracy", acc)],
                 step as i64,
@@ -542,8 +526,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
         }
         train_loss = (loss_sum / n.max(1) as f64) as f32;
         let train_acc = (acc_sum / n.max(1) as f64) as f32;
-        let (test_loss, test_acc) = run_batch(&g.eval, test.images.clone(), test.labels.clone())?;
-        let step = global_step_value(&g.session)?;
+        let (test_loss, test_acc) = g.evaluate(test.images.clone(), test.labels.clone())?;
+        let step = g.global_step()?;
         events.add_scalars(
             &[
                 ("epoch/train_loss", train_loss),
@@ -554,7 +538,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
             step as i64,
         )?;
         events.flush()?;
-        last_ckpt = Some(ckpt.save(&g.session, step)?);
+        last_ckpt = Some(g.save(&ckpt, step)?);
         log(
             &pb,
             format!(
@@ -567,14 +551,16 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport> {
     }
     pb.finish_and_clear();
 
-    let (test_loss, test_accuracy) = run_batch(&g.eval, test.images, test.labels)?;
+    let (test_loss, test_accuracy) = g.evaluate(test.images, test.labels)?;
     let model_path = out.join("model.pb");
-    frozen_model(config, &g.session)?.save(&model_path)?;
+    frozen_model(config, g.as_ref())?.save(&model_path)?;
     events.flush()?;
+    let step = g.global_step()?;
+    g.finish()?;
     Ok(TrainReport {
         start_epoch,
         epochs: config.epochs.max(start_epoch),
-        step: global_step_value(&g.session)?,
+        step,
         test_accuracy,
         test_loss,
         train_loss,

@@ -9,18 +9,52 @@
 //! `[noopt]`). `RILL_OPTIMIZE=1` or `=0` runs only one of the two. The optimised run is
 //! repeated split across 4 CPU devices (`[opt,cpu:4]`: spread placement, Send/Recv between
 //! them); `RILL_DEVICES=N` instead runs every mode on N devices (`RILL_DEVICES=1`: none).
+//! Finally every fixture runs on a cluster of real `rill server` processes, 1 ps and 2
+//! workers, variables on the ps task (`[cluster]`; `RILL_CLUSTER=0` skips it).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use rill::distributed::{ClusterOptions, ClusterSession, ClusterSpec, Security};
 use rill::graph::{Graph, Tensor};
 use rill::npy::read_npy;
 use rill::ops::registry;
 use rill::prelude::*;
+use rill::runtime::RunStep;
 use serde_json::Value;
 use support::{string_map, to_f64};
 
+#[path = "support/processes.rs"]
+mod processes;
 mod support;
+
+/// Where a fixture runs.
+#[derive(Clone)]
+enum Mode {
+    Local(SessionOptions),
+    /// A cluster and its token.
+    Cluster(ClusterSpec, String),
+}
+
+impl Mode {
+    fn open(&self, graph: Graph) -> Result<Box<dyn RunStep>> {
+        Ok(match self {
+            Mode::Local(options) => Box::new(Session::new(graph, options.clone())?),
+            Mode::Cluster(spec, token) => {
+                let options = ClusterOptions {
+                    security: Security {
+                        token: Some(token.clone()),
+                        tls: None,
+                    },
+                    // The servers outlive each fixture's session.
+                    shutdown_ps_on_close: false,
+                    ..ClusterOptions::default()
+                };
+                Box::new(ClusterSession::new(graph, spec.clone(), options)?)
+            }
+        })
+    }
+}
 
 /// Fixture kinds the harness runs; others are reported as skipped.
 const SUPPORTED_KINDS: &[&str] = &["inference", "training", "gradient"];
@@ -82,10 +116,10 @@ fn compare(name: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64)
     }
 }
 
-fn run_inference(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {
+fn run_inference(dir: &Path, manifest: &Value, mode: &Mode) -> Result<()> {
     let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
     let graph = Graph::load(dir.join(graph_file), registry())?;
-    let session = Session::new(graph, options)?;
+    let session = mode.open(graph)?;
     let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
         .into_iter()
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
@@ -94,7 +128,7 @@ fn run_inference(dir: &Path, manifest: &Value, options: SessionOptions) -> Resul
     let feed_refs: Vec<(&str, Tensor)> =
         feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     let names: Vec<&str> = fetches.iter().map(|(n, _)| n.as_str()).collect();
-    let got = session.run(&feed_refs, &names, &[])?;
+    let got = session.run_step(&feed_refs, &names, &[])?;
     let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);
     let atol = manifest["atol"].as_f64().unwrap_or(1e-6);
     for ((name, file), actual) in fetches.iter().zip(&got) {
@@ -106,10 +140,10 @@ fn run_inference(dir: &Path, manifest: &Value, options: SessionOptions) -> Resul
 
 /// The training protocol: run `init_targets`; then `steps` times run `train_targets` with
 /// `per_step_fetches`, feeding `feeds` each time; then fetch `final_fetches`.
-fn run_training(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {
+fn run_training(dir: &Path, manifest: &Value, mode: &Mode) -> Result<()> {
     let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
     let graph = Graph::load(dir.join(graph_file), registry())?;
-    let session = Session::new(graph, options)?;
+    let session = mode.open(graph)?;
     let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
         .into_iter()
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
@@ -132,7 +166,7 @@ fn run_training(dir: &Path, manifest: &Value, options: SessionOptions) -> Result
     let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);
     let atol = manifest["atol"].as_f64().unwrap_or(1e-6);
     session
-        .run(&[], &[], &init)
+        .run_step(&[], &[], &init)
         .context("running init_targets")?;
     let steps = manifest["steps"].as_u64().unwrap_or(0) as usize;
     let per_step = string_map(manifest, "per_step_fetches");
@@ -140,7 +174,7 @@ fn run_training(dir: &Path, manifest: &Value, options: SessionOptions) -> Result
     let mut history: Vec<Vec<Tensor>> = vec![vec![]; names.len()];
     for step in 0..steps {
         let got = session
-            .run(&feed_refs, &names, &train)
+            .run_step(&feed_refs, &names, &train)
             .with_context(|| format!("step {step}"))?;
         for (h, t) in history.iter_mut().zip(got) {
             h.push(t);
@@ -162,7 +196,7 @@ fn run_training(dir: &Path, manifest: &Value, options: SessionOptions) -> Result
     let finals = string_map(manifest, "final_fetches");
     let names: Vec<&str> = finals.iter().map(|(n, _)| n.as_str()).collect();
     let got = session
-        .run(&[], &names, &[])
+        .run_step(&[], &names, &[])
         .context("fetching final_fetches")?;
     for ((name, file), actual) in finals.iter().zip(&got) {
         compare(name, actual, &read_npy(&dir.join(file))?, rtol, atol)?;
@@ -173,7 +207,7 @@ fn run_training(dir: &Path, manifest: &Value, options: SessionOptions) -> Result
 /// The "gradient" protocol: load the forward graph, add the gradients of `ys` with
 /// respect to `xs` with `rill_autodiff`, run once with `feeds`, and compare `fetches` and
 /// `expected_grads`.
-fn run_gradient(dir: &Path, manifest: &Value, options: SessionOptions) -> Result<()> {
+fn run_gradient(dir: &Path, manifest: &Value, mode: &Mode) -> Result<()> {
     let graph_file = manifest["graph"].as_str().unwrap_or("graph.pb");
     let graph = Graph::load(dir.join(graph_file), registry())?;
     let y = graph
@@ -210,7 +244,7 @@ fn run_gradient(dir: &Path, manifest: &Value, options: SessionOptions) -> Result
             g.with_context(|| format!("{name}: no gradient (the loss does not depend on it)"))?;
         grad_names.push(graph.tensor_name(g));
     }
-    let session = Session::new(graph, options)?;
+    let session = mode.open(graph)?;
     let feeds: Vec<(String, Tensor)> = string_map(manifest, "feeds")
         .into_iter()
         .map(|(name, file)| Ok((name, read_npy(&dir.join(file))?)))
@@ -221,7 +255,7 @@ fn run_gradient(dir: &Path, manifest: &Value, options: SessionOptions) -> Result
     let expected = string_map(manifest, "expected_grads");
     let mut names: Vec<&str> = fetches.iter().map(|(n, _)| n.as_str()).collect();
     names.extend(grad_names.iter().map(String::as_str));
-    let got = session.run(&feed_refs, &names, &[])?;
+    let got = session.run_step(&feed_refs, &names, &[])?;
     let rtol = manifest["rtol"].as_f64().unwrap_or(1e-5);
     let atol = manifest["atol"].as_f64().unwrap_or(1e-6);
     for ((name, file), actual) in fetches.iter().zip(&got) {
@@ -251,7 +285,7 @@ enum Outcome {
     Skip(String),
 }
 
-fn run_fixture(dir: &Path, options: SessionOptions) -> Outcome {
+fn run_fixture(dir: &Path, mode: &Mode) -> Outcome {
     let manifest: Value = match std::fs::read_to_string(dir.join("fixture.json"))
         .context("reading fixture.json")
         .and_then(|s| serde_json::from_str(&s).context("parsing fixture.json"))
@@ -264,9 +298,9 @@ fn run_fixture(dir: &Path, options: SessionOptions) -> Outcome {
         return Outcome::Skip(format!("kind '{kind}' is not supported yet"));
     }
     let result = match kind.as_str() {
-        "training" => run_training(dir, &manifest, options),
-        "gradient" => run_gradient(dir, &manifest, options),
-        _ => run_inference(dir, &manifest, options),
+        "training" => run_training(dir, &manifest, mode),
+        "gradient" => run_gradient(dir, &manifest, mode),
+        _ => run_inference(dir, &manifest, mode),
     };
     match result {
         Ok(()) => Outcome::Pass,
@@ -308,6 +342,19 @@ fn main() {
             SessionOptions::default().with_cpu_devices(4, Strategy::Spread),
         )),
     }
+    let mut modes: Vec<(String, Mode)> = modes
+        .into_iter()
+        .map(|(name, options)| (name, Mode::Local(options)))
+        .collect();
+    let _cluster = if std::env::var("RILL_CLUSTER").as_deref() != Ok("0") {
+        let token = "fixtures-token".to_string();
+        let cluster = processes::ProcessCluster::start(1, 2, &token)
+            .unwrap_or_else(|e| panic!("cannot start the cluster: {e:#}"));
+        modes.push(("cluster".into(), Mode::Cluster(cluster.spec.clone(), token)));
+        Some(cluster)
+    } else {
+        None
+    };
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (dir, (mode, options)) in dirs
         .iter()
@@ -317,7 +364,7 @@ fn main() {
             "{} [{mode}]",
             dir.file_name().unwrap_or_default().to_string_lossy()
         );
-        match run_fixture(dir, options) {
+        match run_fixture(dir, &options) {
             Outcome::Pass => {
                 passed += 1;
                 println!("PASS {name}");

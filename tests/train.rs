@@ -3,27 +3,14 @@
 //! `--resume` run continues from the saved step; mismatched resumes and missing data fail
 //! with clear errors; the CLI prints its final line.
 
-use std::path::{Path, PathBuf};
+#[path = "support/training.rs"]
+mod training;
+use std::path::PathBuf;
+use training::{config, out_dir};
 
 use anyhow::Result;
 use rill::prelude::*;
 use rill::train::{train, ModelKind, OptimizerKind, TrainConfig};
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("train-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn config(dir: &Path, epochs: u64) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        out_dir: dir.to_path_buf(),
-        progress: false,
-        verbose: false,
-        ..TrainConfig::default()
-    }
-}
 
 #[test]
 fn short_run_then_resume() -> Result<()> {

@@ -1,8 +1,9 @@
 //! Optimizers in the Rust API, as TensorFlow's TF1 optimizers build them: `minimize` adds
-//! the gradient graph, slot variables (zeros, registered as initialisers), one apply op per
-//! variable (`ApplyGradientDescent`, `ApplyMomentum`, `ApplyAdam`, `ApplyRMSProp`,
-//! `ApplyAdagrad`), Adam's beta-power updates, the global-step increment, and a grouping
-//! `NoOp`.
+//! the gradient graph, then `apply_gradients` (also callable with gradients computed
+//! elsewhere, e.g. averaged over replicas) adds slot variables (zeros, registered as
+//! initialisers), one apply op per variable (`ApplyGradientDescent`, `ApplyMomentum`,
+//! `ApplyAdam`, `ApplyRMSProp`, `ApplyAdagrad`), Adam's beta-power updates, the
+//! global-step increment, and a grouping `NoOp`.
 //!
 //! Invariants: slots are named `<var>/<Optimizer>` (and `<var>/<Optimizer>_1`), created once
 //! per variable outside the update's name scope; hyper-parameters are constants of the
@@ -100,25 +101,46 @@ pub trait Optimizer {
     /// increments the global step when the graph has one.
     fn minimize(&self, b: &Builder, loss: Output, vars: &[Output], name: &str) -> Result<NodeId> {
         let grads = gradients(b, &[loss], vars, None)?;
+        let grads_and_vars = vars
+            .iter()
+            .zip(grads)
+            .map(|(&var, grad)| {
+                let grad = grad.ok_or_else(|| {
+                    let g = b.graph();
+                    Error::invalid_argument(format!(
+                        "no gradient for variable {}: the loss does not depend on it",
+                        g.node(var.node).name
+                    ))
+                })?;
+                Ok((grad, var))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.apply_gradients(b, &grads_and_vars, name)
+    }
+
+    /// The update half of [`Optimizer::minimize`] with gradients computed elsewhere (e.g.
+    /// averaged over replicas): `(gradient, variable)` pairs, as TensorFlow's
+    /// `apply_gradients`. Creates the slots, one apply op per variable (each waiting for
+    /// every gradient), the optimizer's [`Optimizer::finish`] ops and the global-step
+    /// increment; returns the `NoOp` named `name` grouping them.
+    fn apply_gradients(
+        &self,
+        b: &Builder,
+        grads_and_vars: &[(Output, Output)],
+        name: &str,
+    ) -> Result<NodeId> {
         // Every update waits for every gradient: gradients are taken at the values the
         // forward pass read, whatever order the executor picks (a variable is read when
         // its consumer runs, so an early update would leak into another gradient).
-        let grad_nodes: Vec<NodeId> = grads.iter().flatten().map(|g| g.node).collect();
-        let slots = vars
+        let grad_nodes: Vec<NodeId> = grads_and_vars.iter().map(|(g, _)| g.node).collect();
+        let slots = grads_and_vars
             .iter()
-            .map(|&v| self.slots(b, v))
+            .map(|&(_, v)| self.slots(b, v))
             .collect::<Result<Vec<_>>>()?;
         let _after_gradients = b.control_dependencies(&grad_nodes);
         let scope = b.name_scope(name);
-        let mut updates = Vec::with_capacity(vars.len());
-        for ((&var, grad), slots) in vars.iter().zip(grads).zip(&slots) {
-            let grad = grad.ok_or_else(|| {
-                let g = b.graph();
-                Error::invalid_argument(format!(
-                    "no gradient for variable {}: the loss does not depend on it",
-                    g.node(var.node).name
-                ))
-            })?;
+        let mut updates = Vec::with_capacity(grads_and_vars.len());
+        for (&(grad, var), slots) in grads_and_vars.iter().zip(&slots) {
             updates.push(self.apply(b, var, grad, slots)?);
         }
         let mut group = updates.clone();
@@ -221,18 +243,29 @@ impl Default for Adam {
 }
 
 impl Adam {
-    /// The `beta1_power`/`beta2_power` variables (one pair per graph and dtype, as TF1).
+    /// The values of the `beta1_power`/`beta2_power` variables (one pair per graph and
+    /// dtype, as TF1), read once per step through `<power>/read`: the apply ops take them as
+    /// plain tensors, so variables on other devices (ps tasks) need not colocate with them.
     fn powers(&self, b: &Builder, dtype: DType) -> Result<(Output, Output)> {
         let get = |name: &str, init: f64| -> Result<Output> {
-            if let Some(id) = b.graph().find(name) {
+            let read = format!("{name}/read");
+            let existing = b.graph().find(&read);
+            if let Some(id) = existing {
                 return Ok(id.output(0));
             }
-            let t = if dtype == DType::F64 {
-                Tensor::scalar(init)
-            } else {
-                Tensor::scalar(init as f32)
+            let existing = b.graph().find(name);
+            let var = match existing {
+                Some(id) => id.output(0),
+                None => {
+                    let t = if dtype == DType::F64 {
+                        Tensor::scalar(init)
+                    } else {
+                        Tensor::scalar(init as f32)
+                    };
+                    b.variable_with_init(name, t)?
+                }
             };
-            b.variable_with_init(name, t)
+            b.identity_named(&read, var)
         };
         Ok((
             get("beta1_power", self.beta1)?,

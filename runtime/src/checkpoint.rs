@@ -1,6 +1,7 @@
 //! Checkpoints: every variable of a session saved as one safetensors file plus a small JSON
 //! manifest (step, variable names, dtypes, shapes); the last K kept; restore into a session
-//! whose graph declares the same variables.
+//! whose graph declares the same variables. Values fetched elsewhere (a cluster session)
+//! are saved and loaded through the same code (`save_values`, `load_values`).
 //!
 //! Invariants: a checkpoint exists exactly when its manifest exists; files are written to a
 //! temporary name, fsynced and renamed (data first, manifest last), so a crash at any point
@@ -154,31 +155,58 @@ impl CheckpointManager {
         step: u64,
         before_commit: impl FnOnce() -> Result<()>,
     ) -> Result<PathBuf> {
-        let mut entries = Vec::new();
-        let mut payload: Vec<(String, DType, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut values = Vec::new();
         for (name, _, _) in graph_variables(session.graph()) {
             let Ok(var) = session.resources().lookup(&name) else {
                 continue;
             };
             let Ok(value) = var.read() else { continue };
-            entries.push(VariableEntry {
+            values.push((name, value));
+        }
+        self.save_values_with(&values, step, before_commit)
+    }
+
+    /// Saves `values` (variable name, value), e.g. fetched from a session on a cluster, as
+    /// checkpoint `step`; the same files as [`CheckpointManager::save`].
+    pub fn save_values(&self, values: &[(String, Tensor)], step: u64) -> Result<PathBuf> {
+        self.save_values_with(values, step, || Ok(()))
+    }
+
+    /// [`CheckpointManager::save_values`] with a crash point just before the manifest's
+    /// rename.
+    pub fn save_values_with(
+        &self,
+        values: &[(String, Tensor)],
+        step: u64,
+        before_commit: impl FnOnce() -> Result<()>,
+    ) -> Result<PathBuf> {
+        let mut values: Vec<&(String, Tensor)> = values.iter().collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = values.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::invalid_argument(format!(
+                "variable {} appears twice in the values to checkpoint",
+                w[0].0
+            )));
+        }
+        let entries = values
+            .iter()
+            .map(|(name, value)| VariableEntry {
                 name: name.clone(),
                 dtype: value.dtype().to_string(),
                 shape: value.dims().to_vec(),
-            });
-            payload.push((
-                name,
-                value.dtype(),
-                value.dims().to_vec(),
-                tensor_bytes(&value)?,
-            ));
-        }
+            })
+            .collect();
+        let payload = values
+            .iter()
+            .map(|(name, value)| Ok((name, value, tensor_bytes(value)?)))
+            .collect::<Result<Vec<_>>>()?;
         let views = payload
             .iter()
-            .map(|(n, d, s, b)| {
+            .map(|(n, v, b)| {
                 Ok((
-                    n.clone(),
-                    TensorView::new(st_dtype(*d)?, s.clone(), b).map_err(st_error)?,
+                    n.to_string(),
+                    TensorView::new(st_dtype(v.dtype())?, v.dims().to_vec(), b)
+                        .map_err(st_error)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -252,13 +280,35 @@ impl CheckpointManager {
     /// variables with the same dtypes and compatible shapes.
     pub fn restore(&self, session: &Session, manifest: &Manifest) -> Result<()> {
         let declared = graph_variables(session.graph());
+        for ((name, value), (_, dtype, shape)) in self
+            .load_values(manifest, &declared)?
+            .into_iter()
+            .zip(&declared)
+        {
+            session
+                .resources()
+                .variable(&name, *dtype, shape)?
+                .assign(value, true)?;
+        }
+        Ok(())
+    }
+
+    /// The values of `manifest`'s variables in the order of `declared` (the variables of
+    /// a graph, [`graph_variables`]), after checking they are exactly the checkpoint's with
+    /// the same dtypes and compatible shapes: what [`CheckpointManager::restore`] assigns,
+    /// for restoring elsewhere (e.g. through `Assign` ops on a cluster).
+    pub fn load_values(
+        &self,
+        manifest: &Manifest,
+        declared: &[(String, DType, Shape)],
+    ) -> Result<Vec<(String, Tensor)>> {
         let saved: BTreeMap<&str, &VariableEntry> = manifest
             .variables
             .iter()
             .map(|v| (v.name.as_str(), v))
             .collect();
         let mut problems = Vec::new();
-        for (name, dtype, shape) in &declared {
+        for (name, dtype, shape) in declared {
             match saved.get(name.as_str()) {
                 None => problems.push(format!("{name}: in the graph but not in the checkpoint")),
                 Some(v) if v.dtype != dtype.to_string() => problems.push(format!(
@@ -292,23 +342,16 @@ impl CheckpointManager {
         let path = self.dir.join(&manifest.data);
         let bytes = std::fs::read(&path).map_err(|e| io_error("cannot read", &path, e))?;
         let st = SafeTensors::deserialize(&bytes).map_err(st_error)?;
-        let mut values = Vec::new();
-        for (name, dtype, shape) in &declared {
-            let view = st.tensor(name).map_err(st_error)?;
-            values.push((
-                name,
-                *dtype,
-                shape,
-                tensor_from(*dtype, view.shape(), view.data())?,
-            ));
-        }
-        for (name, dtype, shape, value) in values {
-            session
-                .resources()
-                .variable(name, dtype, shape)?
-                .assign(value, true)?;
-        }
-        Ok(())
+        declared
+            .iter()
+            .map(|(name, dtype, _)| {
+                let view = st.tensor(name).map_err(st_error)?;
+                Ok((
+                    name.clone(),
+                    tensor_from(*dtype, view.shape(), view.data())?,
+                ))
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,205 @@
+//! Tests of the distributed runtime on an in-process cluster (real gRPC servers on
+//! loopback, in threads); tests/distributed.rs repeats the important ones with real
+//! `rill server` processes.
+
+use rill_graph::{Code, DType, Graph, Shape, Tensor};
+use rill_ops::Builder;
+use rill_runtime::{RunStep, Session, SessionOptions};
+
+use crate::master::{ClusterOptions, ClusterSession};
+use crate::server::InProcessCluster;
+use crate::transport::Security;
+
+fn options(token: Option<&str>) -> ClusterOptions {
+    ClusterOptions {
+        security: Security {
+            token: token.map(str::to_string),
+            tls: None,
+        },
+        connect_timeout: std::time::Duration::from_secs(5),
+        ..ClusterOptions::default()
+    }
+}
+
+/// A variable `w` (ps), `y = x @ w` (worker 0), `z = -y` on worker 1, `w += y`.
+fn model() -> (Graph, Vec<String>) {
+    let b = Builder::new();
+    let w = b
+        .variable_with_init("w", Tensor::new(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap())
+        .unwrap();
+    let x = b
+        .placeholder("x", DType::F32, Shape::known(&[2, 2]))
+        .unwrap();
+    let y = b.matmul(x, w).unwrap();
+    let z = {
+        let _d = b.device("/job:worker/task:1").unwrap();
+        b.op("Neg").name("z").input(y).build_output().unwrap()
+    };
+    let update = b.assign_add(w, y).unwrap();
+    b.initializer("init").unwrap();
+    let g = b.into_graph();
+    let names = [y, z, update].iter().map(|&o| g.tensor_name(o)).collect();
+    (g, names)
+}
+
+#[test]
+fn a_cluster_gives_the_results_of_one_process() {
+    let cluster = InProcessCluster::start(1, 2, Security::default()).unwrap();
+    let (graph, fetches) = model();
+    let fetches: Vec<&str> = fetches.iter().map(String::as_str).collect();
+    let local = Session::new(graph.clone(), SessionOptions::default()).unwrap();
+    let remote = ClusterSession::new(graph, cluster.cluster.clone(), options(None)).unwrap();
+    let x = Tensor::new(&[2, 2], vec![0.5f32, -1., 2., 0.25]).unwrap();
+    for s in [&local as &dyn RunStep, &remote] {
+        s.run_step(&[], &[], &["init"]).unwrap();
+    }
+    for _ in 0..3 {
+        let want = local.run(&[("x:0", x.clone())], &fetches, &[]).unwrap();
+        let got = remote.run(&[("x:0", x.clone())], &fetches, &[]).unwrap();
+        assert_eq!(got, want);
+    }
+    // The variable lives on the ps task: without it the step cannot run.
+    let mut servers = cluster.servers;
+    let ps = servers.pop().unwrap();
+    assert_eq!(ps.task.job, "ps");
+    drop(ps);
+    let e = remote.run(&[("x:0", x)], &fetches, &[]).unwrap_err();
+    assert_eq!(e.code, Code::Unavailable, "{e}");
+    assert!(e.message.contains("/job:ps/replica:0/task:0"), "{e}");
+}
+
+#[test]
+fn feeds_and_fetches_on_other_tasks_go_through_the_client_task() {
+    let cluster = InProcessCluster::start(0, 2, Security::default()).unwrap();
+    let b = Builder::new();
+    let _d = b.device("/job:worker/task:1").unwrap();
+    let x = b.placeholder("x", DType::I32, Shape::known(&[3])).unwrap();
+    let y = b.op("Neg").name("y").input(x).build_output().unwrap();
+    drop(_d);
+    let g = b.into_graph();
+    let name = g.tensor_name(y);
+    let s = ClusterSession::new(g, cluster.cluster.clone(), options(None)).unwrap();
+    let got = s
+        .run(&[("x:0", Tensor::vector(vec![1i32, -2, 3]))], &[&name], &[])
+        .unwrap();
+    assert_eq!(got[0], Tensor::vector(vec![-1i32, 2, -3]));
+    // Wrong feeds are refused before anything runs.
+    let e = s
+        .run(&[("x:0", Tensor::vector(vec![1f32]))], &[&name], &[])
+        .unwrap_err();
+    assert_eq!(e.code, Code::InvalidArgument);
+    s.close().unwrap();
+}
+
+#[test]
+fn a_request_without_the_token_is_unauthenticated() {
+    let cluster = InProcessCluster::start(0, 1, options(Some("s3cret")).security).unwrap();
+    let (graph, _) = model();
+    let e = ClusterSession::new(graph.clone(), cluster.cluster.clone(), options(None))
+        .err()
+        .unwrap();
+    assert_eq!(e.code, Code::Unauthenticated, "{e}");
+    let e = ClusterSession::new(
+        graph.clone(),
+        cluster.cluster.clone(),
+        options(Some("guess")),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.code, Code::Unauthenticated, "{e}");
+    ClusterSession::new(graph, cluster.cluster.clone(), options(Some("s3cret"))).unwrap();
+}
+
+#[test]
+fn closing_the_session_stops_ps_tasks() {
+    let cluster = InProcessCluster::start(1, 1, Security::default()).unwrap();
+    let (graph, _) = model();
+    let s = ClusterSession::new(graph, cluster.cluster.clone(), options(None)).unwrap();
+    s.run(&[], &[], &["init"]).unwrap();
+    s.close().unwrap();
+    let ps = cluster.servers.iter().find(|s| s.task.job == "ps").unwrap();
+    let worker = cluster
+        .servers
+        .iter()
+        .find(|s| s.task.job == "worker")
+        .unwrap();
+    assert!(ps.worker.shutdown_requested());
+    assert!(!worker.worker.shutdown_requested());
+    assert!(ps.worker.steps.is_empty() && worker.worker.steps.is_empty());
+}
+
+/// A CA and one certificate it signed for `localhost` and 127.0.0.1 (server and client
+/// use), written as PEM files under `dir`.
+fn write_certificates(dir: &std::path::Path) -> crate::transport::TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(vec!["rill test CA".to_string()]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    crate::transport::TlsFiles {
+        cert: write("task.pem", cert.pem()),
+        key: write("task.key", key.serialize_pem()),
+        ca: Some(write("ca.pem", ca.pem())),
+        domain: None,
+    }
+}
+
+#[test]
+fn a_cluster_over_tls_runs_and_refuses_plaintext() {
+    let dir = std::env::temp_dir().join(format!("rill-tls-{}", std::process::id()));
+    let tls = write_certificates(&dir);
+    let security = Security {
+        token: Some("s3cret".into()),
+        tls: Some(tls),
+    };
+    let cluster = InProcessCluster::start(1, 2, security.clone()).unwrap();
+    let (graph, fetches) = model();
+    let fetches: Vec<&str> = fetches.iter().map(String::as_str).collect();
+    let mut opts = options(Some("s3cret"));
+    opts.security = security;
+    let s = ClusterSession::new(graph.clone(), cluster.cluster.clone(), opts).unwrap();
+    s.run(&[], &[], &["init"]).unwrap();
+    let x = Tensor::new(&[2, 2], vec![1f32, 0., 0., 1.]).unwrap();
+    let got = s.run(&[("x:0", x)], &fetches, &[]).unwrap();
+    assert_eq!(
+        got[0],
+        Tensor::new(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap()
+    );
+    // A client speaking plaintext gets nowhere.
+    let e = ClusterSession::new(graph, cluster.cluster.clone(), options(Some("s3cret")))
+        .err()
+        .expect("plaintext got in");
+    assert!(
+        matches!(e.code, Code::Unavailable | Code::Unknown | Code::Internal),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_unoptimized_step_runs_only_what_it_needs() {
+    // Initialising must not read the variables the rest of the graph reads.
+    let cluster = InProcessCluster::start(1, 2, Security::default()).unwrap();
+    let (graph, fetches) = model();
+    let mut opts = options(None);
+    opts.optimize = false;
+    let s = ClusterSession::new(graph, cluster.cluster.clone(), opts).unwrap();
+    s.run(&[], &[], &["init"]).unwrap();
+    let x = Tensor::new(&[2, 2], vec![1f32, 0., 0., 1.]).unwrap();
+    let got = s.run(&[("x:0", x)], &[&fetches[0]], &[]).unwrap();
+    assert_eq!(
+        got[0],
+        Tensor::new(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap()
+    );
+}
