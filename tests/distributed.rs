@@ -1,8 +1,8 @@
 //! The distributed runtime with real `rill server` processes on loopback: a dead worker
 //! fails the step with Unavailable naming it within 10 s, a restarted one is detected by
 //! its incarnation, requests without the cluster token are rejected, ps tasks exit with
-//! their client, and (ignored by default: it needs ~10 GiB of memory) a 3 GiB tensor
-//! crosses the wire. The TensorFlow fixtures run on a 1-ps + 2-worker cluster in
+//! their client, and (ignored by default: it needs ~7 GiB of memory across the processes)
+//! a 3 GiB tensor crosses the wire. The TensorFlow fixtures run on a 1-ps + 2-worker cluster in
 //! `tf_fixtures`.
 
 use std::time::{Duration, Instant};
@@ -137,7 +137,7 @@ fn ps_tasks_exit_when_their_client_closes_the_session() {
 }
 
 /// 3 GiB produced on the ps task and summed on the worker: it must cross the wire in one
-/// piece (no message-size cap). Needs ~10 GiB of memory and a minute: run with
+/// piece (no message-size cap). Needs ~7 GiB of memory and ~15 s: run with
 /// `cargo test --release --test distributed -- --ignored`.
 #[test]
 #[ignore]
