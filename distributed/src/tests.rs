@@ -203,3 +203,40 @@ fn an_unoptimized_step_runs_only_what_it_needs() {
         Tensor::new(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap()
     );
 }
+
+#[test]
+fn fetches_too_large_to_inline_stream_back() {
+    let cluster = InProcessCluster::start(0, 2, Security::default()).unwrap();
+    let n = (crate::worker::INLINE_LIMIT / 4 + 5) as i64;
+    for device in ["/job:worker/task:0", "/job:worker/task:1"] {
+        let b = Builder::new();
+        let big = {
+            let _d = b.device(device).unwrap();
+            let dims = b.constant(Tensor::vector(vec![n])).unwrap();
+            let x = b.placeholder("x", DType::F32, Shape::scalar()).unwrap();
+            b.op("Fill")
+                .name("big")
+                .input(dims)
+                .input(x)
+                .build_output()
+                .unwrap()
+        };
+        let g = b.into_graph();
+        let name = g.tensor_name(big);
+        let s = ClusterSession::new(g, cluster.cluster.clone(), options(None)).unwrap();
+        let got = s
+            .run(&[("x:0", Tensor::scalar(2.5f32))], &[&name], &[])
+            .unwrap();
+        assert_eq!(got[0].dims(), &[n as usize]);
+        assert!(got[0].as_slice::<f32>().unwrap().iter().all(|&v| v == 2.5));
+        // Every task forgets the step once the value was pulled.
+        let start = std::time::Instant::now();
+        while cluster.servers.iter().any(|s| !s.worker.steps.is_empty()) {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "a step entry leaked on {device}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

@@ -38,12 +38,24 @@ pub fn encode(tensor: &Tensor, is_dead: bool) -> (TensorMeta, Bytes) {
     (meta, data)
 }
 
+/// The header of a numeric or bool tensor sent raw (its bytes follow elsewhere).
+pub fn raw_header(tensor: &Tensor) -> TensorMeta {
+    TensorMeta {
+        dtype: tensor.dtype().to_proto() as i32,
+        dims: tensor.dims().iter().map(|&d| d as i64).collect(),
+        encoding: Encoding::Raw as i32,
+        num_bytes: tensor.plain_bytes().unwrap_or(0) as u64,
+        is_dead: false,
+    }
+}
+
 /// `tensor` as one message.
 pub fn to_wire(tensor: &Tensor) -> WireTensor {
     let (meta, data) = encode(tensor, false);
     WireTensor {
         meta: Some(meta),
         data,
+        stream_key: String::new(),
     }
 }
 

@@ -197,7 +197,8 @@ impl Worker {
         if let Err(e) = &result {
             step.abort(e.clone());
         }
-        if r.cleanup_when_done {
+        // Values left for the master to pull keep the step until its CleanupStep.
+        if r.cleanup_when_done && !result.as_ref().is_ok_and(has_streamed) {
             self.steps.remove(r.step_id);
         }
         result
@@ -260,7 +261,11 @@ impl Worker {
                     s.finish()?
                 }
             };
-            fetches = values.iter().map(wire::to_wire).collect();
+            fetches = values
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| self.outgoing(step, t, i))
+                .collect::<Result<_>>()?;
         }
         let mut recvs = Vec::with_capacity(r.recv_keys.len());
         for k in &r.recv_keys {
@@ -272,13 +277,50 @@ impl Worker {
                     key.tensor_name
                 )));
             }
+            let index = fetches.len() + recvs.len();
             recvs.push(NamedTensor {
                 name: k.clone(),
-                tensor: Some(wire::to_wire(&t)),
+                tensor: Some(self.outgoing(step, t, index)?),
             });
         }
         Ok(RunGraphResponse { fetches, recvs })
     }
+
+    /// A value returned to the master: inline, or (above [`INLINE_LIMIT`]) left in the
+    /// step's rendezvous under a key the master pulls with `RecvTensor`, so no response
+    /// message grows past gRPC's 4 GiB frame limit.
+    fn outgoing(&self, step: &StepRendezvous, t: Tensor, index: usize) -> Result<WireTensor> {
+        if t.plain_bytes().unwrap_or(0) <= INLINE_LIMIT {
+            return Ok(wire::to_wire(&t));
+        }
+        let device = self.device.name();
+        let key = RendezvousKey::create(
+            &device,
+            self.incarnation,
+            &device,
+            &format!("_client_fetch_{index}"),
+            Default::default(),
+        );
+        let meta = wire::raw_header(&t);
+        step.local.send(&key, t, false)?;
+        Ok(WireTensor {
+            meta: Some(meta),
+            data: Default::default(),
+            stream_key: key.as_str().to_string(),
+        })
+    }
+}
+
+/// Fetched values larger than this travel by `RecvTensor` instead of inside the
+/// `RunGraph` response.
+pub const INLINE_LIMIT: usize = 64 << 20;
+
+/// Whether a response left values in the step's rendezvous for the master to pull.
+fn has_streamed(r: &RunGraphResponse) -> bool {
+    r.fetches
+        .iter()
+        .chain(r.recvs.iter().filter_map(|n| n.tensor.as_ref()))
+        .any(|w| !w.stream_key.is_empty())
 }
 
 impl Worker {

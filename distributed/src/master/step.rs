@@ -9,12 +9,14 @@ use std::time::Instant;
 
 use futures::future::join_all;
 use rill_graph::{Code, Error, Result, Tensor};
+use rill_kernels::rendezvous::RendezvousKey;
 
 use super::compile::{DistributedStep, FetchSource};
 use super::{
     random_u64, restarted, ClusterSession, ABORT_GRACE, CONTROL_DEADLINE, HEARTBEAT_DEADLINE,
 };
 use crate::proto::*;
+use crate::rendezvous::fetch;
 use crate::status::from_status;
 use crate::transport::with_deadline;
 use crate::wire;
@@ -69,7 +71,19 @@ impl ClusterSession {
         }
         let involved: Vec<usize> = step.parts.iter().map(|p| p.task).collect();
         let outcome = self.wait_for_parts(step_id, calls, &involved).await;
-        if !sole {
+        let fetched = match &outcome {
+            Ok(responses) => self.collect_fetches(step, step_id, responses).await,
+            Err(e) => Err(e.clone()),
+        };
+        let streamed = outcome.as_ref().is_ok_and(|r| {
+            r.iter().any(|r| {
+                r.fetches
+                    .iter()
+                    .chain(r.recvs.iter().filter_map(|n| n.tensor.as_ref()))
+                    .any(|w| !w.stream_key.is_empty())
+            })
+        });
+        if !sole || streamed {
             // Forget the step everywhere (in the background: the caller need not wait).
             for &t in &involved {
                 let mut c = self.tasks[t].client.clone();
@@ -83,28 +97,39 @@ impl ClusterSession {
                 });
             }
         }
-        let responses = outcome?;
-        step.fetch_from
-            .iter()
-            .map(|source| match source {
-                FetchSource::Part { part, index } => responses[*part]
-                    .fetches
-                    .get(*index)
-                    .ok_or_else(|| Error::internal("a task returned too few fetches"))
-                    .and_then(wire::from_wire),
+        fetched
+    }
+
+    /// The step's fetches from the tasks' responses, pulling those too large to inline.
+    async fn collect_fetches(
+        &self,
+        step: &DistributedStep,
+        step_id: u64,
+        responses: &[RunGraphResponse],
+    ) -> Result<Vec<Tensor>> {
+        let mut values = Vec::with_capacity(step.fetch_from.len());
+        for source in &step.fetch_from {
+            let (part, wire) = match source {
+                FetchSource::Part { part, index } => (*part, responses[*part].fetches.get(*index)),
                 FetchSource::Recv(i) => {
                     let client = step.client_part.expect("recvs go through the client part");
-                    let t = responses[client]
+                    let w = responses[client]
                         .recvs
                         .get(*i)
-                        .and_then(|n| n.tensor.as_ref())
-                        .ok_or_else(|| {
-                            Error::internal("the client task returned too few values")
-                        })?;
-                    wire::from_wire(t)
+                        .and_then(|n| n.tensor.as_ref());
+                    (client, w)
                 }
-            })
-            .collect()
+            };
+            let wire = wire.ok_or_else(|| Error::internal("a task returned too few values"))?;
+            values.push(if wire.stream_key.is_empty() {
+                wire::from_wire(wire)?
+            } else {
+                let task = &self.tasks[step.parts[part].task].name;
+                let key = RendezvousKey::parse(&wire.stream_key)?;
+                fetch(&self.peers, step_id, &key, task).await?.0
+            });
+        }
+        Ok(values)
     }
 
     /// Waits for every part's RunGraph while watching the tasks' heartbeats; on the first
