@@ -240,3 +240,38 @@ fn fetches_too_large_to_inline_stream_back() {
         }
     }
 }
+
+#[test]
+fn feeds_too_large_to_inline_stream_ahead() {
+    let cluster = InProcessCluster::start(0, 2, Security::default()).unwrap();
+    let n = crate::worker::INLINE_LIMIT / 4 + 3;
+    let values: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+    let y = Tensor::new(&[n], values).unwrap();
+    for device in ["/job:worker/task:0", "/job:worker/task:1"] {
+        let b = Builder::new();
+        let out = {
+            let _d = b.device(device).unwrap();
+            let y = b.placeholder("y", DType::F32, Shape::known(&[n])).unwrap();
+            let axis = b.constant(Tensor::vector(vec![0i32])).unwrap();
+            b.op("Max")
+                .name("max")
+                .input(y)
+                .input(axis)
+                .build_output()
+                .unwrap()
+        };
+        let g = b.into_graph();
+        let name = g.tensor_name(out);
+        let s = ClusterSession::new(g, cluster.cluster.clone(), options(None)).unwrap();
+        let got = s.run(&[("y:0", y.clone())], &[&name], &[]).unwrap();
+        assert_eq!(got[0], Tensor::scalar(999f32), "{device}");
+        let start = std::time::Instant::now();
+        while cluster.servers.iter().any(|s| !s.worker.steps.is_empty()) {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "a step entry leaked on {device}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rayon::ThreadPool;
 use rill_graph::{Code, Error, Graph, NodeId, Output, Result, Tensor};
@@ -218,7 +219,14 @@ impl Worker {
         let feeds = r
             .feeds
             .iter()
-            .map(wire::from_wire)
+            .map(|w| match w.stream_key.as_str() {
+                "" => wire::from_wire(w),
+                // The master's SendTensor finished before this RunGraph was sent.
+                key => step
+                    .local
+                    .recv(&RendezvousKey::parse(key)?, Some(Duration::ZERO))
+                    .map(|(t, _)| t),
+            })
             .collect::<Result<Vec<Tensor>>>()?;
         for send in &r.sends {
             let key = RendezvousKey::parse(&send.name)?;
@@ -484,6 +492,42 @@ impl WorkerService for WorkerServiceImpl {
             })
         });
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn send_tensor(
+        &self,
+        request: Request<tonic::Streaming<SendTensorChunk>>,
+    ) -> Result<Response<SendTensorResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("SendTensor without a message"))?;
+        let w = &self.0;
+        let received = async {
+            w.check_incarnation(first.expected_incarnation)?;
+            let key = RendezvousKey::parse(&first.rendezvous_key)?;
+            let meta = first
+                .meta
+                .as_ref()
+                .ok_or_else(|| Error::invalid_argument("SendTensor without a tensor header"))?;
+            let mut builder = wire::TensorBuilder::new(meta)?;
+            builder.push(&first.data)?;
+            while let Some(chunk) = stream
+                .message()
+                .await
+                .map_err(|s| crate::status::from_status(&s, "the master"))?
+            {
+                builder.push(&chunk.data)?;
+            }
+            let dead = builder.is_dead;
+            let tensor = builder.finish()?;
+            w.steps
+                .get_or_create(first.step_id)
+                .local
+                .send(&key, tensor, dead)
+        };
+        reply(received.await.map(|()| SendTensorResponse {}))
     }
 
     async fn cleanup_step(

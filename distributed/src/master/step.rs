@@ -19,7 +19,8 @@ use crate::proto::*;
 use crate::rendezvous::fetch;
 use crate::status::from_status;
 use crate::transport::with_deadline;
-use crate::wire;
+use crate::wire::{self, CHUNK_BYTES};
+use crate::worker::INLINE_LIMIT;
 
 impl ClusterSession {
     pub(super) async fn run_step(
@@ -29,37 +30,77 @@ impl ClusterSession {
     ) -> Result<Vec<Tensor>> {
         let step_id = random_u64();
         let sole = step.parts.len() == 1;
-        let mut calls = vec![];
+        // Feeds too large to inline go ahead of the step into their task's rendezvous.
+        let mut uploads = vec![];
+        let mut requests = vec![];
         for (p, part) in step.parts.iter().enumerate() {
             let is_client = step.client_part == Some(p);
-            let request = RunGraphRequest {
+            let task = &self.tasks[part.task];
+            // Inline, or uploaded ahead under `key` and named by it.
+            let mut inline = |t: &Tensor, key: RendezvousKey| {
+                if t.plain_bytes().unwrap_or(0) <= INLINE_LIMIT {
+                    return wire::to_wire(t);
+                }
+                uploads.push(self.send_tensor(part.task, step_id, key.clone(), t.clone()));
+                WireTensor {
+                    meta: Some(wire::raw_header(t)),
+                    data: Default::default(),
+                    stream_key: key.as_str().to_string(),
+                }
+            };
+            let device = format!("{}/device:CPU:0", task.name);
+            let feeds_here = part
+                .feed_from
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    let key = RendezvousKey::create(
+                        &device,
+                        task.incarnation,
+                        &device,
+                        &format!("_client_feed_{j}"),
+                        Default::default(),
+                    );
+                    inline(&feeds[i], key)
+                })
+                .collect();
+            let mut sends = vec![];
+            if is_client {
+                for (i, k) in &step.sends {
+                    // An uploaded one already waits under its own key.
+                    let w = inline(&feeds[*i], RendezvousKey::parse(k)?);
+                    if w.stream_key.is_empty() {
+                        sends.push(NamedTensor {
+                            name: k.clone(),
+                            tensor: Some(w),
+                        });
+                    }
+                }
+            }
+            requests.push(RunGraphRequest {
                 session_handle: self.handle.clone(),
                 graph_handle: part.graph_handle.clone(),
                 step_id,
-                feeds: part
-                    .feed_from
-                    .iter()
-                    .map(|&i| wire::to_wire(&feeds[i]))
-                    .collect(),
-                sends: if is_client {
-                    step.sends
-                        .iter()
-                        .map(|(i, k)| NamedTensor {
-                            name: k.clone(),
-                            tensor: Some(wire::to_wire(&feeds[*i])),
-                        })
-                        .collect()
-                } else {
-                    vec![]
-                },
+                feeds: feeds_here,
+                sends,
                 recv_keys: if is_client {
                     step.recv_keys.clone()
                 } else {
                     vec![]
                 },
                 cleanup_when_done: sole,
-                expected_incarnation: self.tasks[part.task].incarnation,
-            };
+                expected_incarnation: task.incarnation,
+            });
+        }
+        let uploaded = !uploads.is_empty();
+        for r in join_all(uploads).await {
+            if let Err(e) = r {
+                self.cleanup_everywhere(step_id, step);
+                return Err(e);
+            }
+        }
+        let mut calls = vec![];
+        for (part, request) in step.parts.iter().zip(requests) {
             let mut c = self.tasks[part.task].client.clone();
             let name = self.tasks[part.task].name.to_string();
             calls.push(tokio::spawn(async move {
@@ -83,21 +124,54 @@ impl ClusterSession {
                     .any(|w| !w.stream_key.is_empty())
             })
         });
-        if !sole || streamed {
-            // Forget the step everywhere (in the background: the caller need not wait).
-            for &t in &involved {
-                let mut c = self.tasks[t].client.clone();
-                tokio::spawn(async move {
-                    let _ = c
-                        .cleanup_step(with_deadline(
-                            CleanupStepRequest { step_id },
-                            CONTROL_DEADLINE,
-                        ))
-                        .await;
-                });
-            }
+        if !sole || streamed || uploaded {
+            self.cleanup_everywhere(step_id, step);
         }
         fetched
+    }
+
+    /// Forgets the step on every task of it (in the background: the caller need not wait).
+    fn cleanup_everywhere(&self, step_id: u64, step: &DistributedStep) {
+        for part in &step.parts {
+            let mut c = self.tasks[part.task].client.clone();
+            tokio::spawn(async move {
+                let request = with_deadline(CleanupStepRequest { step_id }, CONTROL_DEADLINE);
+                let _ = c.cleanup_step(request).await;
+            });
+        }
+    }
+
+    /// Puts `tensor` under `key` into `task`'s rendezvous for `step_id`, streamed in
+    /// chunks (a feed too large to inline in `RunGraph`).
+    async fn send_tensor(
+        &self,
+        task: usize,
+        step_id: u64,
+        key: RendezvousKey,
+        tensor: Tensor,
+    ) -> Result<()> {
+        let (meta, data) = wire::encode(&tensor, false);
+        let incarnation = self.tasks[task].incarnation;
+        let n = data.len();
+        let chunks = (0..n.div_ceil(CHUNK_BYTES).max(1)).map(move |i| {
+            let first = i == 0;
+            SendTensorChunk {
+                step_id,
+                rendezvous_key: if first {
+                    key.as_str().to_string()
+                } else {
+                    String::new()
+                },
+                meta: first.then(|| meta.clone()),
+                data: data.slice(i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(n)),
+                expected_incarnation: incarnation,
+            }
+        });
+        let mut c = self.tasks[task].client.clone();
+        c.send_tensor(tokio_stream::iter(chunks))
+            .await
+            .map_err(|s| from_status(&s, &self.tasks[task].name.to_string()))?;
+        Ok(())
     }
 
     /// The step's fetches from the tasks' responses, pulling those too large to inline.
