@@ -1,7 +1,7 @@
 //! The distributed runtime on loopback: `RecvTensor` throughput (a tensor one task's
 //! `_Send` left in its rendezvous, pulled by another task in streamed chunks: 1 MB, 100 MB
-//! and 1 GB) and the round trip of a tiny remote step (one Add on a worker, fed and
-//! fetched by the client).
+//! and 1 GB), the round trip of a tiny remote step (one Add on a worker, fed and fetched
+//! by the client), and TensorFlow's own measurement: a ps variable summed on the worker.
 //!
 //! Run: `cargo bench --bench distributed`. The servers are real gRPC servers on
 //! 127.0.0.1, in threads of this process.
@@ -98,5 +98,48 @@ fn tiny_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, recv_tensor, tiny_step);
+/// TensorFlow's own measurement (`tf_reference.py --grpc`): a variable on the ps task
+/// summed by an op on the worker, one `session.run` per sample, so the whole tensor
+/// crosses ps -> worker every step.
+fn ps_variable_summed_on_worker(c: &mut Criterion) {
+    let cluster = InProcessCluster::start(1, 1, Security::default()).unwrap();
+    let mut group = c.benchmark_group("step_ps_variable_sum_on_worker");
+    for (label, bytes) in [("1MB", 1usize << 20), ("100MB", 100 << 20)] {
+        let b = Builder::new();
+        let v = b
+            .variable_with_init("v", Tensor::zeros(DType::F32, &[bytes / 4]).unwrap())
+            .unwrap();
+        let axis = b.constant(Tensor::vector(vec![0i32])).unwrap();
+        let sum = {
+            let _worker = b.device("/job:worker/task:0").unwrap();
+            b.op("Sum").name("sum").input(v).input(axis).build_output()
+        }
+        .unwrap();
+        b.initializer("init").unwrap();
+        let g = b.into_graph();
+        let sum = g.tensor_name(sum);
+        let options = ClusterOptions {
+            security: Security::default(),
+            shutdown_ps_on_close: false,
+            ..ClusterOptions::default()
+        };
+        let session = ClusterSession::new(g, cluster.cluster.clone(), options).unwrap();
+        session.run(&[], &[], &["init"]).unwrap();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        if bytes >= 100 << 20 {
+            group.sample_size(10);
+        }
+        group.bench_function(label, |bench| {
+            bench.iter(|| session.run(&[], &[&sum], &[]).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    recv_tensor,
+    tiny_step,
+    ps_variable_summed_on_worker
+);
 criterion_main!(benches);

@@ -134,7 +134,7 @@ fn build_graph(
         let var = b.variable_with_init(&name, init)?;
         reads.insert(
             name.clone(),
-            b.identity_named(&format!("{name}/read"), var)?,
+            optimizer::read_beside(&b, var, &format!("{name}/read"))?,
         );
         vars.push((name, var));
     }
@@ -185,11 +185,17 @@ fn build_graph(
     }
     let optimizer = config.optimizer.build(lr);
     let train_op = optimizer.apply_gradients(&b, &grads_and_vars, "train")?;
+    // Read beside the variable (TensorFlow's `loc:@`), so the read itself waits for the
+    // update; a read on another task would be sent whenever the variable's task got to it.
     let step = b
         .op("Identity")
         .name("train/step")
         .input(optimizer::global_step(&b)?)
         .control_input(train_op)
+        .attr(
+            "_class",
+            AttrValue::StringList(vec![format!("loc:@{}", optimizer::GLOBAL_STEP).into_bytes()]),
+        )
         .build_output()?;
     let init = optimizer::initializer(&b, "init")?;
     let (variables, restore) = restore_ops(&b)?;

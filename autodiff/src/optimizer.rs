@@ -79,6 +79,21 @@ fn slot(b: &Builder, var: Output, slot_name: &str, init: f64) -> Result<Output> 
     b.variable_with_init(&format!("{name}/{slot_name}"), t)
 }
 
+/// TF1's `variable.value()`: an `Identity` named `name` reading `var`, colocated with it
+/// (`_class: loc:@<var>`, as TensorFlow's `Variable` builds `<var>/read`), so the read
+/// happens where the variable lives and waits for whatever its control inputs wait for.
+pub fn read_beside(b: &Builder, var: Output, name: &str) -> Result<Output> {
+    let var_name = b.graph().node(var.node).name.clone();
+    b.op("Identity")
+        .name(name)
+        .input(var)
+        .attr(
+            "_class",
+            rill_graph::AttrValue::StringList(vec![format!("loc:@{var_name}").into_bytes()]),
+        )
+        .build_output()
+}
+
 /// A TF1 optimizer.
 pub trait Optimizer {
     /// TensorFlow's name of the optimizer (slot names and scopes).
@@ -265,7 +280,7 @@ impl Adam {
                     b.variable_with_init(name, t)?
                 }
             };
-            b.identity_named(&read, var)
+            read_beside(b, var, &read)
         };
         Ok((
             get("beta1_power", self.beta1)?,

@@ -125,7 +125,12 @@ fn closing_the_session_stops_ps_tasks() {
         .unwrap();
     assert!(ps.worker.shutdown_requested());
     assert!(!worker.worker.shutdown_requested());
-    assert!(ps.worker.steps.is_empty() && worker.worker.steps.is_empty());
+    // Steps are cleaned up in the background, promptly.
+    let start = std::time::Instant::now();
+    while !(ps.worker.steps.is_empty() && worker.worker.steps.is_empty()) {
+        assert!(start.elapsed().as_secs() < 10, "a step entry leaked");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// A CA and one certificate it signed for `localhost` and 127.0.0.1 (server and client
@@ -274,4 +279,52 @@ fn feeds_too_large_to_inline_stream_ahead() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+}
+
+#[test]
+fn adam_on_two_ps_tasks_matches_one_process() {
+    // Adam updates each variable together with its two slots: the three must land on one
+    // ps task, while different variables spread over both.
+    use rill_autodiff::optimizer::{self, Adam, Optimizer};
+    let b = Builder::new();
+    let x = b
+        .placeholder("x", DType::F32, Shape::known(&[2, 2]))
+        .unwrap();
+    let w1 = b
+        .variable_with_init(
+            "w1",
+            Tensor::new(&[2, 2], vec![0.5f32, -1., 2., 0.25]).unwrap(),
+        )
+        .unwrap();
+    let w2 = b
+        .variable_with_init("w2", Tensor::new(&[2, 1], vec![1f32, -0.5]).unwrap())
+        .unwrap();
+    let y = b.matmul(b.matmul(x, w1).unwrap(), w2).unwrap();
+    let loss = b.mean(b.square(y).unwrap(), &[0, 1], false).unwrap();
+    let train = Adam::default()
+        .minimize(&b, loss, &[w1, w2], "train")
+        .unwrap();
+    optimizer::initializer(&b, "init").unwrap();
+    let g = b.into_graph();
+    let train = g.node(train).name.clone();
+    let loss = g.tensor_name(loss);
+    let cluster = InProcessCluster::start(2, 1, Security::default()).unwrap();
+    let local = Session::new(g.clone(), SessionOptions::default()).unwrap();
+    let remote = ClusterSession::new(g, cluster.cluster.clone(), options(None)).unwrap();
+    let xv = Tensor::new(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap();
+    for s in [&local as &dyn RunStep, &remote] {
+        s.run_step(&[], &[], &["init"]).unwrap();
+    }
+    for _ in 0..3 {
+        let want = local
+            .run(&[("x:0", xv.clone())], &[&loss], &[&train])
+            .unwrap();
+        let got = remote
+            .run(&[("x:0", xv.clone())], &[&loss], &[&train])
+            .unwrap();
+        assert_eq!(got, want);
+    }
+    let want = local.run(&[], &["w1:0", "w2:0"], &[]).unwrap();
+    let got = remote.run(&[], &["w1:0", "w2:0"], &[]).unwrap();
+    assert_eq!(got, want);
 }

@@ -2,10 +2,11 @@
 //! `assigned_device` from a [`DeviceSet`], honouring requested devices, colocation and
 //! kernel availability, and spreading unconstrained work by a [`Strategy`].
 //!
-//! Colocation groups (union-find): a TF1 or resource variable (`VariableV2`, `Variable`,
-//! `VarHandleOp`) with every node reading its output directly; both ends of every edge into
-//! a `Ref` input (`Assign`, `Apply*`); and all nodes naming the same `loc:@name` in their
-//! `_class` attr, together with the node `name`. A group's requested devices are merged;
+//! Colocation groups (union-find): both ends of every edge into a `Ref` input (`Assign`,
+//! `Apply*` on a TF1 variable) and of every `DT_RESOURCE` edge (a `VarHandleOp` and the ops
+//! using its handle); and all nodes naming the same `loc:@name` in their `_class` attr,
+//! together with the node `name`. A plain read of a TF1 variable's value (a non-ref input)
+//! does not colocate: the value crosses devices like any tensor. A group's requested devices are merged;
 //! incompatible requests are an InvalidArgument naming both nodes and both devices.
 //!
 //! Invariants: after a successful `place`, every live node has a full `assigned_device`
@@ -22,9 +23,6 @@ use crate::device::{local_defaults, DeviceSet};
 
 /// Device types Rill has kernels for (a request for another type has no kernel).
 const KERNEL_DEVICE_TYPES: [DeviceType; 1] = [DeviceType::Cpu];
-
-/// Ops whose output is a variable every reader is colocated with.
-const VARIABLE_OPS: [&str; 3] = ["VariableV2", "Variable", "VarHandleOp"];
 
 /// Where nodes without a device request go.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,10 +119,13 @@ fn colocation_groups(graph: &Graph, ids: &[NodeId]) -> Vec<Vec<usize>> {
             Err(_) => vec![],
         };
         for (k, o) in node.inputs.iter().enumerate() {
-            let (Some(&src), Some(src_node)) = (pos.get(&o.node), graph.get(o.node)) else {
+            let (Some(&src), Some(_)) = (pos.get(&o.node), graph.get(o.node)) else {
                 continue;
             };
-            if VARIABLE_OPS.contains(&src_node.op_name()) || refs.get(k) == Some(&true) {
+            // A ref or resource edge pins its consumer to the variable; a plain read of a
+            // TF1 variable's value does not (it may run anywhere, as in TensorFlow).
+            let is_resource = graph.dtype(*o) == rill_graph::DType::Resource;
+            if refs.get(k) == Some(&true) || is_resource {
                 uf.union(src, i);
             }
         }

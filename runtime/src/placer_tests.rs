@@ -68,7 +68,14 @@ fn variable_graph(b: &Builder) -> Output {
     let v = b.variable("v", DType::F32, [2i64]).unwrap();
     let init = b.zeros_const(DType::F32, &[2]).unwrap();
     add(b, "Assign", "v/Assign", &[v, init], "");
-    let read = add(b, "Identity", "v/read", &[v], "");
+    // As TensorFlow's Variable builds it: the read names its variable in `_class`.
+    let read = b
+        .op("Identity")
+        .name("v/read")
+        .input(v)
+        .attr("_class", AttrValue::StringList(vec![b"loc:@v".to_vec()]))
+        .build_output()
+        .unwrap();
     let lr = konst(b, "lr", 0.1);
     add(
         b,
@@ -86,13 +93,20 @@ fn variables_are_colocated_with_their_users() {
     let read = variable_graph(&b);
     add(&b, "Neg", "neg", &[read], "");
     with_class(&b, "friend", read, "");
+    // A plain read of the variable's value is not pinned to it.
+    let v = b.graph().find("v").unwrap().output(0);
+    add(&b, "Neg", "reader", &[v], "");
     let (g, _) = run(b, 2, &PlacerOptions::default()).unwrap();
     for n in ["v", "v/Assign", "v/read", "apply", "friend"] {
         assert_eq!(device_of(&g, n), cpu(1), "{n}");
     }
     assert_eq!(
-        (device_of(&g, "neg"), device_of(&g, "lr")),
-        (cpu(0), cpu(0))
+        (
+            device_of(&g, "neg"),
+            device_of(&g, "lr"),
+            device_of(&g, "reader")
+        ),
+        (cpu(0), cpu(0), cpu(0))
     );
 }
 

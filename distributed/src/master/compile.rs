@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use rill_graph::{DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape};
+use rill_graph::{AttrValue, DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape};
 use rill_runtime::partition::{partition, PartitionOptions};
 use rill_runtime::placer::{place, PlacerOptions, Strategy};
 
-use super::{ClusterSession, Placement, Signature};
+use super::{ClusterSession, Signature};
 use crate::cluster::ClusterSpec;
 use crate::proto::RegisterGraphRequest;
 use crate::rendezvous::task_of_device;
@@ -70,18 +70,6 @@ impl ClusterSession {
             rill_runtime::optimize::prune(&self.graph, &feeds, &fetches, &targets)?
         };
         Self::resolve(&graph, key)?;
-        let control_flow = graph
-            .nodes()
-            .any(|(_, n)| rill_runtime::control_flow::is_control_flow_op(n.op_name()));
-        if control_flow {
-            // Frames do not cross tasks: the whole step runs on the client task.
-            let client = self.devices.client().spec.clone();
-            for id in graph.node_ids() {
-                graph.node_mut(id).requested_device = client.clone();
-            }
-        } else if self.options.placement == Placement::ReplicaDeviceSetter {
-            replica_device_setter(&mut graph, &self.peers.cluster);
-        }
         place(
             &mut graph,
             &self.devices,
@@ -228,21 +216,86 @@ impl ClusterSession {
 }
 
 /// Sets a `/job:ps/task:k` request, round-robin over the ps tasks, on every variable
-/// without a device request (its readers and updates follow through colocation).
+/// without a device request. Variables that must share a device (updated by one op, like a
+/// variable and its optimizer slots in `ApplyAdam`, or named together by `_class`
+/// `loc:@`) get one task, so the placer's colocation never meets two requests.
 pub fn replica_device_setter(graph: &mut Graph, cluster: &ClusterSpec) {
     let ps = cluster.num_tasks("ps");
     if ps == 0 {
         return;
     }
-    let mut next = 0;
-    for id in graph.node_ids() {
-        let node = graph.node_mut(id);
-        let is_variable = matches!(node.op_name(), "VariableV2" | "Variable" | "VarHandleOp");
-        if is_variable && node.requested_device.job.is_none() {
-            node.requested_device.job = Some("ps".into());
-            node.requested_device.replica = Some(0);
-            node.requested_device.task = Some((next % ps) as u32);
-            next += 1;
+    let is_variable = |op: &str| matches!(op, "VariableV2" | "Variable" | "VarHandleOp");
+    let variables: Vec<NodeId> = graph
+        .nodes()
+        .filter(|(_, n)| is_variable(n.op_name()))
+        .map(|(id, _)| id)
+        .collect();
+    let index: HashMap<NodeId, usize> =
+        variables.iter().enumerate().map(|(i, &v)| (v, i)).collect();
+    // Union-find over the variables.
+    let mut parent: Vec<usize> = (0..variables.len()).collect();
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
         }
+        x
+    }
+    let join = |parent: &mut Vec<usize>, group: &[usize]| {
+        for w in group.windows(2) {
+            let (a, b) = (root(parent, w[0]), root(parent, w[1]));
+            parent[a.max(b)] = a.min(b);
+        }
+    };
+    for (id, node) in graph.nodes() {
+        // The variables one op updates (through ref or resource inputs) share a device.
+        let refs: Vec<bool> = node
+            .op
+            .arg_lengths(&node.op.inputs, &node.attrs)
+            .map(|lengths| {
+                node.op
+                    .inputs
+                    .iter()
+                    .zip(lengths)
+                    .flat_map(|(arg, n)| std::iter::repeat_n(arg.is_ref, n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut together: Vec<usize> = node
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|&(k, o)| refs.get(k) == Some(&true) || graph.dtype(*o) == DType::Resource)
+            .filter_map(|(_, o)| index.get(&o.node).copied())
+            .collect();
+        // So does a variable (a slot) naming another in `_class`.
+        if let (Some(&v), Some(AttrValue::StringList(classes))) =
+            (index.get(&id), node.attr("_class"))
+        {
+            together.push(v);
+            for class in classes {
+                let name = std::str::from_utf8(class)
+                    .ok()
+                    .and_then(|c| c.strip_prefix("loc:@"));
+                if let Some(&w) = name.and_then(|n| graph.find(n)).and_then(|w| index.get(&w)) {
+                    together.push(w);
+                }
+            }
+        }
+        join(&mut parent, &together);
+    }
+    let mut task_of_group: HashMap<usize, u32> = HashMap::new();
+    for (i, &id) in variables.iter().enumerate() {
+        if !graph.node(id).requested_device.is_empty() {
+            continue;
+        }
+        let next = task_of_group.len();
+        let task = *task_of_group
+            .entry(root(&mut parent, i))
+            .or_insert((next % ps) as u32);
+        let spec = &mut graph.node_mut(id).requested_device;
+        spec.job = Some("ps".into());
+        spec.replica = Some(0);
+        spec.task = Some(task);
     }
 }

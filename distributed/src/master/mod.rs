@@ -204,6 +204,21 @@ impl ClusterSession {
             });
         }
         let devices = DeviceSet::new(devices)?;
+        // Where state lives is decided once, on the whole graph: every step then finds a
+        // variable on the task that initialised it.
+        let mut graph = graph;
+        let control_flow = graph
+            .nodes()
+            .any(|(_, n)| rill_runtime::control_flow::is_control_flow_op(n.op_name()));
+        if control_flow {
+            // Frames do not cross tasks: the whole graph runs on the client task.
+            let client = devices.client().spec.clone();
+            for id in graph.node_ids() {
+                graph.node_mut(id).requested_device = client.clone();
+            }
+        } else if options.placement == Placement::ReplicaDeviceSetter {
+            replica_device_setter(&mut graph, &cluster);
+        }
         let handle = format!("session_{:016x}", random_u64());
         let cluster_json = cluster.to_json();
         rt.block_on(async {
