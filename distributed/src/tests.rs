@@ -42,6 +42,18 @@ fn model() -> (Graph, Vec<String>) {
     (g, names)
 }
 
+/// Waits (up to 10 s) until no task holds a step's rendezvous entry.
+fn wait_until_steps_forgotten(cluster: &InProcessCluster, what: &str) {
+    let start = std::time::Instant::now();
+    while cluster.servers.iter().any(|s| !s.worker.steps.is_empty()) {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "a step entry leaked ({what})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_cluster_gives_the_results_of_one_process() {
     let cluster = InProcessCluster::start(1, 2, Security::default()).unwrap();
@@ -126,11 +138,7 @@ fn closing_the_session_stops_ps_tasks() {
     assert!(ps.worker.shutdown_requested());
     assert!(!worker.worker.shutdown_requested());
     // Steps are cleaned up in the background, promptly.
-    let start = std::time::Instant::now();
-    while !(ps.worker.steps.is_empty() && worker.worker.steps.is_empty()) {
-        assert!(start.elapsed().as_secs() < 10, "a step entry leaked");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until_steps_forgotten(&cluster, "close");
 }
 
 /// A CA and one certificate it signed for `localhost` and 127.0.0.1 (server and client
@@ -234,15 +242,8 @@ fn fetches_too_large_to_inline_stream_back() {
             .unwrap();
         assert_eq!(got[0].dims(), &[n as usize]);
         assert!(got[0].as_slice::<f32>().unwrap().iter().all(|&v| v == 2.5));
-        // Every task forgets the step once the value was pulled.
-        let start = std::time::Instant::now();
-        while cluster.servers.iter().any(|s| !s.worker.steps.is_empty()) {
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "a step entry leaked on {device}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        // Every task forgets the step (in the background, promptly).
+        wait_until_steps_forgotten(&cluster, device);
     }
 }
 
@@ -270,14 +271,8 @@ fn feeds_too_large_to_inline_stream_ahead() {
         let s = ClusterSession::new(g, cluster.cluster.clone(), options(None)).unwrap();
         let got = s.run(&[("y:0", y.clone())], &[&name], &[]).unwrap();
         assert_eq!(got[0], Tensor::scalar(999f32), "{device}");
-        let start = std::time::Instant::now();
-        while cluster.servers.iter().any(|s| !s.worker.steps.is_empty()) {
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "a step entry leaked on {device}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        // Every task forgets the step (in the background, promptly).
+        wait_until_steps_forgotten(&cluster, device);
     }
 }
 
