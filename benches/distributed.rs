@@ -24,7 +24,8 @@ fn recv_tensor(c: &mut Criterion) {
         cluster.cluster.clone(),
         Security::default(),
         runtime.handle().clone(),
-    );
+    )
+    .unwrap();
     let src = &cluster.servers[1];
     let next_step = AtomicU64::new(1);
     let mut group = c.benchmark_group("recv_tensor");
@@ -87,7 +88,8 @@ fn tiny_step(c: &mut Criterion) {
         cluster.cluster.clone(),
         Security::default(),
         runtime.handle().clone(),
-    );
+    )
+    .unwrap();
     let mut client = peers.worker(&cluster.servers[0].task).unwrap();
     c.bench_function("heartbeat_rpc", |bench| {
         bench.iter(|| {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use rill_distributed::cluster::{ClusterSpec, TaskName, TfConfig};
-use rill_distributed::server::{bind, new_incarnation, serve, ServerOptions};
+use rill_distributed::server::{bind, serve, ServerOptions};
 use rill_distributed::transport::{Security, TlsFiles, TOKEN_ENV};
 
 #[derive(clap::Args)]
@@ -113,7 +113,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()?;
     let outcome = runtime.block_on(async move {
         let listener = bind(bind_to, &security).await?;
-        let incarnation = new_incarnation();
+        let incarnation = rill::runtime::device::random_incarnation();
         println!(
             "rill server {task} listening on {} incarnation {incarnation:016x}",
             listener.local_addr()?

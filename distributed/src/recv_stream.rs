@@ -29,7 +29,7 @@ use crate::proto::worker_service_server::SERVICE_NAME;
 use crate::proto::{RecvTensorRequest, TensorMeta};
 use crate::status::{from_status, to_status};
 use crate::transport::TOKEN_KEY;
-use crate::wire::{TensorBuilder, CHUNK_BYTES};
+use crate::wire::{self, TensorBuilder};
 use crate::worker::Worker;
 
 const RECV_TENSOR_PATH: &str = "/rill.distributed.WorkerService/RecvTensor";
@@ -132,14 +132,11 @@ async fn respond(
 }
 
 /// The gRPC messages `RecvTensorChunk { meta (first only), data }` for `data` cut in
-/// [`CHUNK_BYTES`] pieces: per message a small buffer (message prefix, the header field,
+/// [`wire::CHUNK_BYTES`] pieces: per message a small buffer (message prefix, the header field,
 /// the data field's tag and length) followed by a slice of `data` itself.
 fn chunk_frames(meta: &TensorMeta, data: Bytes) -> Vec<Bytes> {
-    let n = data.len();
-    let pieces = n.div_ceil(CHUNK_BYTES).max(1);
-    let mut frames = Vec::with_capacity(2 * pieces);
-    for i in 0..pieces {
-        let piece = data.slice(i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(n));
+    let mut frames = Vec::new();
+    for (i, piece) in wire::chunks(data).enumerate() {
         let mut head = BytesMut::with_capacity(64);
         let mut fields = BytesMut::with_capacity(48);
         if i == 0 {
@@ -423,7 +420,9 @@ mod tests {
     #[test]
     fn the_parser_takes_any_split_of_the_stream() {
         // Two messages (over one chunk), then a tiny one, split every which way.
-        let values: Vec<f32> = (0..(CHUNK_BYTES / 4 + 1000)).map(|i| i as f32).collect();
+        let values: Vec<f32> = (0..(wire::CHUNK_BYTES / 4 + 1000))
+            .map(|i| i as f32)
+            .collect();
         let big = Tensor::new(&[values.len()], values).unwrap();
         let small = Tensor::new(&[2, 1], vec![7i64, -8]).unwrap();
         for t in [&big, &small] {

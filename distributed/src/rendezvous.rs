@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::cluster::TaskName;
 use crate::proto::RecvTensorRequest;
 use crate::recv_stream::fetch_raw;
-use crate::transport::{token_value, Peers};
+use crate::transport::Peers;
 
 /// One step's rendezvous on one task.
 pub struct StepRendezvous {
@@ -188,10 +188,9 @@ pub async fn fetch(
         rendezvous_key: key.as_str().to_string(),
         expected_incarnation: key.src_incarnation,
     };
-    let token = token_value(&peers.security)?;
     fetch_raw(
         peers.channel(src)?,
-        token.as_ref(),
+        peers.token(),
         &request,
         &src.to_string(),
     )

@@ -33,17 +33,6 @@ pub struct ServerOptions {
     pub security: Security,
 }
 
-/// A random non-zero incarnation for this process's task.
-pub fn new_incarnation() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    h.finish().max(1)
-}
-
 /// Binds `address`, warning when it is not loopback and the cluster is open.
 pub async fn bind(address: SocketAddr, security: &Security) -> Result<TcpListener> {
     if !address.ip().is_loopback() && (security.tls.is_none() || security.token.is_none()) {
@@ -173,7 +162,7 @@ impl InProcessServer {
             .map_err(|e| Error::internal(format!("no local address: {e}")))?;
         let worker = Arc::new(Worker::new(
             task.clone(),
-            new_incarnation(),
+            rill_runtime::device::random_incarnation(),
             security.clone(),
         )?);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

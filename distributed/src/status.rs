@@ -49,9 +49,10 @@ pub fn code_of(code: tonic::Code) -> Code {
 /// unreachable) are Unavailable naming the task.
 pub fn from_status(status: &Status, task: &str) -> Error {
     let mut code = code_of(status.code());
-    // A connection that broke mid-call (the peer died) surfaces as Unknown with the
-    // transport error as its source.
-    if code == Code::Unknown && std::error::Error::source(status).is_some() {
+    // A connection that broke mid-call (the peer died, or would not speak our protocol)
+    // surfaces as Unknown or Cancelled with the transport error as its source.
+    let transport = std::error::Error::source(status).is_some();
+    if transport && matches!(code, Code::Unknown | Code::Cancelled) {
         code = Code::Unavailable;
     }
     let message = match code {

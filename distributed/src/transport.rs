@@ -162,12 +162,7 @@ pub fn channel(address: &str, security: &Security) -> Result<Channel> {
 
 /// A worker-service client over `channel` carrying the token.
 pub fn worker_client(channel: Channel, security: &Security) -> Result<WorkerClient> {
-    let token = security
-        .token
-        .as_deref()
-        .map(MetadataValue::try_from)
-        .transpose()
-        .map_err(|_| Error::invalid_argument("the cluster token must be printable ASCII"))?;
+    let token = token_value(security)?;
     Ok(
         WorkerServiceClient::with_interceptor(channel, AddToken(token))
             .max_decoding_message_size(usize::MAX)
@@ -189,19 +184,32 @@ pub fn token_value(security: &Security) -> Result<Option<AsciiMetadataValue>> {
 pub struct Peers {
     pub cluster: ClusterSpec,
     pub security: Security,
+    /// The token as request metadata, converted once.
+    token: Option<AsciiMetadataValue>,
     /// The runtime the channels' connections run on.
     runtime: tokio::runtime::Handle,
     clients: Mutex<HashMap<TaskName, (Channel, WorkerClient)>>,
 }
 
 impl Peers {
-    pub fn new(cluster: ClusterSpec, security: Security, runtime: tokio::runtime::Handle) -> Peers {
-        Peers {
+    /// InvalidArgument when the token is not printable ASCII.
+    pub fn new(
+        cluster: ClusterSpec,
+        security: Security,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Peers> {
+        Ok(Peers {
+            token: token_value(&security)?,
             cluster,
             security,
             runtime,
             clients: Mutex::new(HashMap::new()),
-        }
+        })
+    }
+
+    /// The cluster token as request metadata.
+    pub fn token(&self) -> Option<&AsciiMetadataValue> {
+        self.token.as_ref()
     }
 
     /// The worker service of `task`.

@@ -19,6 +19,13 @@ use crate::proto::{Encoding, TensorMeta, WireTensor};
 /// best on loopback against 256 KiB, 4 MiB and 16 MiB).
 pub const CHUNK_BYTES: usize = 1 << 20;
 
+/// `data` cut into [`CHUNK_BYTES`] pieces sharing its buffer (one, empty, when `data` is).
+pub fn chunks(data: Bytes) -> impl Iterator<Item = Bytes> {
+    let n = data.len();
+    (0..n.div_ceil(CHUNK_BYTES).max(1))
+        .map(move |i| data.slice(i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(n)))
+}
+
 /// The header and the value bytes of `tensor`.
 pub fn encode(tensor: &Tensor, is_dead: bool) -> (TensorMeta, Bytes) {
     let (encoding, data) = match raw_bytes(tensor) {
@@ -92,6 +99,12 @@ impl AsRef<[u8]> for PodBytes {
     fn as_ref(&self) -> &[u8] {
         pod_view(&self.0).unwrap_or_default()
     }
+}
+
+/// Whether [`encode`] shares the tensor's buffer (numeric dtypes) instead of copying it
+/// (bool, strings, resource handles).
+pub fn encodes_without_copy(tensor: &Tensor) -> bool {
+    tensor.dtype() != DType::Bool && pod_view(tensor).is_some()
 }
 
 /// The packed values of a numeric or bool tensor, `None` for other dtypes. Numeric values

@@ -324,7 +324,7 @@ impl Worker {
 pub const INLINE_LIMIT: usize = 64 << 20;
 
 /// Whether a response left values in the step's rendezvous for the master to pull.
-fn has_streamed(r: &RunGraphResponse) -> bool {
+pub(crate) fn has_streamed(r: &RunGraphResponse) -> bool {
     r.fetches
         .iter()
         .chain(r.recvs.iter().filter_map(|n| n.tensor.as_ref()))
@@ -351,7 +351,9 @@ impl Worker {
         let (tensor, dead) = rx
             .await
             .map_err(|_| Error::internal("the rendezvous dropped a receive"))??;
-        if tensor.plain_bytes().unwrap_or(0) > CHUNK_BYTES {
+        // Numeric tensors encode without a copy; large bool and string ones are copied
+        // off the async threads.
+        if !wire::encodes_without_copy(&tensor) && tensor.num_elements() > CHUNK_BYTES {
             tokio::task::spawn_blocking(move || wire::encode(&tensor, dead))
                 .await
                 .map_err(|e| Error::internal(format!("encoding panicked: {e}")))
@@ -401,7 +403,7 @@ impl WorkerService for WorkerServiceImpl {
                     cluster,
                     w.security.clone(),
                     tokio::runtime::Handle::current(),
-                )),
+                )?),
                 resources: Arc::new(ResourceMgr::new()),
                 graphs: Mutex::new(HashMap::new()),
             };
@@ -483,12 +485,10 @@ impl WorkerService for WorkerServiceImpl {
             .value_for_peer(&request.into_inner())
             .await
             .map_err(|e| to_status(&e))?;
-        let n = data.len();
-        let chunks = (0..n.div_ceil(CHUNK_BYTES).max(1)).map(move |i| {
-            let (a, b) = (i * CHUNK_BYTES, ((i + 1) * CHUNK_BYTES).min(n));
+        let chunks = wire::chunks(data).enumerate().map(move |(i, data)| {
             Ok(RecvTensorChunk {
                 meta: (i == 0).then(|| meta.clone()),
-                data: data.slice(a..b),
+                data,
             })
         });
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))

@@ -58,8 +58,9 @@ impl Device {
     }
 }
 
-/// A random non-zero u64 (std's per-process random hash keys, a clock and a counter).
-fn random_incarnation() -> u64 {
+/// A random non-zero u64 (std's per-process random hash keys, a clock and a counter): device
+/// and task incarnations, step ids, session handles.
+pub fn random_incarnation() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));

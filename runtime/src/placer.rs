@@ -65,17 +65,24 @@ impl PlacementLog {
     }
 }
 
-struct UnionFind(Vec<usize>);
+/// Disjoint sets over `0..n` (path halving; the smaller index is always the root).
+pub struct UnionFind(Vec<usize>);
 
 impl UnionFind {
-    fn find(&mut self, mut x: usize) -> usize {
+    pub fn new(n: usize) -> UnionFind {
+        UnionFind((0..n).collect())
+    }
+
+    /// The root of `x`'s set.
+    pub fn find(&mut self, mut x: usize) -> usize {
         while self.0[x] != x {
             self.0[x] = self.0[self.0[x]];
             x = self.0[x];
         }
         x
     }
-    fn union(&mut self, a: usize, b: usize) {
+    /// Joins the sets of `a` and `b`.
+    pub fn union(&mut self, a: usize, b: usize) {
         let (a, b) = (self.find(a), self.find(b));
         // The smaller index is the root, so group roots are deterministic.
         let (lo, hi) = if a < b { (a, b) } else { (b, a) };
@@ -100,32 +107,42 @@ fn merge_specs(a: &DeviceSpec, b: &DeviceSpec) -> Option<DeviceSpec> {
     })
 }
 
+/// For each data input of `id`, whether the edge pins the node to its producer's device:
+/// a `Ref` input (an update of a TF1 variable) or a `DT_RESOURCE` one (a variable handle).
+/// A plain read of a TF1 variable's value does not pin (it may run anywhere, as in
+/// TensorFlow).
+pub fn pinning_inputs(graph: &Graph, id: NodeId) -> Vec<bool> {
+    let node = graph.node(id);
+    let op = &node.op;
+    let refs: Vec<bool> = match op.arg_lengths(&op.inputs, &node.attrs) {
+        Ok(lengths) => op
+            .inputs
+            .iter()
+            .zip(lengths)
+            .flat_map(|(arg, n)| std::iter::repeat_n(arg.is_ref, n))
+            .collect(),
+        Err(_) => vec![],
+    };
+    node.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| {
+            let live = graph.get(o.node).is_some();
+            live && (refs.get(k) == Some(&true) || graph.dtype(*o) == rill_graph::DType::Resource)
+        })
+        .collect()
+}
+
 /// The colocation groups of the graph's nodes (indices into `ids`), each sorted, ordered by
 /// their smallest member.
 fn colocation_groups(graph: &Graph, ids: &[NodeId]) -> Vec<Vec<usize>> {
     let pos: HashMap<NodeId, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let mut uf = UnionFind((0..ids.len()).collect());
+    let mut uf = UnionFind::new(ids.len());
     let mut classes: HashMap<String, usize> = HashMap::new();
     for (i, &id) in ids.iter().enumerate() {
         let node = graph.node(id);
-        let op = &node.op;
-        let refs: Vec<bool> = match op.arg_lengths(&op.inputs, &node.attrs) {
-            Ok(lengths) => op
-                .inputs
-                .iter()
-                .zip(lengths)
-                .flat_map(|(arg, n)| std::iter::repeat_n(arg.is_ref, n))
-                .collect(),
-            Err(_) => vec![],
-        };
-        for (k, o) in node.inputs.iter().enumerate() {
-            let (Some(&src), Some(_)) = (pos.get(&o.node), graph.get(o.node)) else {
-                continue;
-            };
-            // A ref or resource edge pins its consumer to the variable; a plain read of a
-            // TF1 variable's value does not (it may run anywhere, as in TensorFlow).
-            let is_resource = graph.dtype(*o) == rill_graph::DType::Resource;
-            if refs.get(k) == Some(&true) || is_resource {
+        for (k, pinned) in pinning_inputs(graph, id).into_iter().enumerate() {
+            if let Some(&src) = pos.get(&node.inputs[k].node).filter(|_| pinned) {
                 uf.union(src, i);
             }
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use rill_graph::{AttrValue, DType, DeviceSpec, Error, Graph, NodeId, Output, Result, Shape};
 use rill_runtime::partition::{partition, PartitionOptions};
-use rill_runtime::placer::{place, PlacerOptions, Strategy};
+use rill_runtime::placer::{pinning_inputs, place, PlacerOptions, Strategy, UnionFind};
 
 use super::{ClusterSession, Signature};
 use crate::cluster::ClusterSpec;
@@ -232,40 +232,18 @@ pub fn replica_device_setter(graph: &mut Graph, cluster: &ClusterSpec) {
         .collect();
     let index: HashMap<NodeId, usize> =
         variables.iter().enumerate().map(|(i, &v)| (v, i)).collect();
-    // Union-find over the variables.
-    let mut parent: Vec<usize> = (0..variables.len()).collect();
-    fn root(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
-        }
-        x
-    }
-    let join = |parent: &mut Vec<usize>, group: &[usize]| {
-        for w in group.windows(2) {
-            let (a, b) = (root(parent, w[0]), root(parent, w[1]));
-            parent[a.max(b)] = a.min(b);
+    let mut groups = UnionFind::new(variables.len());
+    let mut join = |together: &[usize]| {
+        for w in together.windows(2) {
+            groups.union(w[0], w[1]);
         }
     };
     for (id, node) in graph.nodes() {
         // The variables one op updates (through ref or resource inputs) share a device.
-        let refs: Vec<bool> = node
-            .op
-            .arg_lengths(&node.op.inputs, &node.attrs)
-            .map(|lengths| {
-                node.op
-                    .inputs
-                    .iter()
-                    .zip(lengths)
-                    .flat_map(|(arg, n)| std::iter::repeat_n(arg.is_ref, n))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut together: Vec<usize> = node
-            .inputs
-            .iter()
-            .enumerate()
-            .filter(|&(k, o)| refs.get(k) == Some(&true) || graph.dtype(*o) == DType::Resource)
+        let mut together: Vec<usize> = pinning_inputs(graph, id)
+            .into_iter()
+            .zip(&node.inputs)
+            .filter(|&(pinned, _)| pinned)
             .filter_map(|(_, o)| index.get(&o.node).copied())
             .collect();
         // So does a variable (a slot) naming another in `_class`.
@@ -282,7 +260,7 @@ pub fn replica_device_setter(graph: &mut Graph, cluster: &ClusterSpec) {
                 }
             }
         }
-        join(&mut parent, &together);
+        join(&together);
     }
     let mut task_of_group: HashMap<usize, u32> = HashMap::new();
     for (i, &id) in variables.iter().enumerate() {
@@ -291,7 +269,7 @@ pub fn replica_device_setter(graph: &mut Graph, cluster: &ClusterSpec) {
         }
         let next = task_of_group.len();
         let task = *task_of_group
-            .entry(root(&mut parent, i))
+            .entry(groups.find(i))
             .or_insert((next % ps) as u32);
         let spec = &mut graph.node_mut(id).requested_device;
         spec.job = Some("ps".into());

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rill_graph::{Code, Error, Graph, Result, Tensor};
 use rill_kernels::KernelRegistry;
-use rill_runtime::device::{Device, DeviceSet};
+use rill_runtime::device::{random_incarnation, Device, DeviceSet};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::cluster::{ClusterSpec, TaskName};
@@ -116,18 +116,6 @@ pub struct ClusterSession {
     closed: AtomicBool,
 }
 
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish().max(1)
-}
-
 impl ClusterSession {
     /// A session over `graph` on `cluster`, driving RPCs on a runtime of its own.
     pub fn new(graph: Graph, cluster: ClusterSpec, options: ClusterOptions) -> Result<Self> {
@@ -178,7 +166,7 @@ impl ClusterSession {
             cluster.clone(),
             options.security.clone(),
             rt.handle.clone(),
-        ));
+        )?);
         let names = cluster.tasks();
         let timeout = options.connect_timeout;
         let statuses = rt.block_on(async {
@@ -219,7 +207,7 @@ impl ClusterSession {
         } else if options.placement == Placement::ReplicaDeviceSetter {
             replica_device_setter(&mut graph, &cluster);
         }
-        let handle = format!("session_{:016x}", random_u64());
+        let handle = format!("session_{:016x}", random_incarnation());
         let cluster_json = cluster.to_json();
         rt.block_on(async {
             let calls = tasks.iter().map(|t| {
@@ -389,7 +377,7 @@ pub fn list_devices(
     security: &Security,
     runtime: &Handle,
 ) -> Result<Vec<DeviceAttributes>> {
-    let peers = Peers::new(cluster.clone(), security.clone(), runtime.clone());
+    let peers = Peers::new(cluster.clone(), security.clone(), runtime.clone())?;
     let tasks = cluster.tasks();
     let statuses = runtime.block_on(join_all(
         tasks

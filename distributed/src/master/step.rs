@@ -12,15 +12,13 @@ use rill_graph::{Code, Error, Result, Tensor};
 use rill_kernels::rendezvous::RendezvousKey;
 
 use super::compile::{DistributedStep, FetchSource};
-use super::{
-    random_u64, restarted, ClusterSession, ABORT_GRACE, CONTROL_DEADLINE, HEARTBEAT_DEADLINE,
-};
+use super::{restarted, ClusterSession, ABORT_GRACE, CONTROL_DEADLINE, HEARTBEAT_DEADLINE};
 use crate::proto::*;
 use crate::rendezvous::fetch;
 use crate::status::from_status;
 use crate::transport::with_deadline;
-use crate::wire::{self, CHUNK_BYTES};
-use crate::worker::INLINE_LIMIT;
+use crate::wire;
+use crate::worker::{has_streamed, INLINE_LIMIT};
 
 impl ClusterSession {
     pub(super) async fn run_step(
@@ -28,7 +26,7 @@ impl ClusterSession {
         step: &DistributedStep,
         feeds: &[Tensor],
     ) -> Result<Vec<Tensor>> {
-        let step_id = random_u64();
+        let step_id = rill_runtime::device::random_incarnation();
         let sole = step.parts.len() == 1;
         // Feeds too large to inline go ahead of the step into their task's rendezvous.
         let mut uploads = vec![];
@@ -116,14 +114,7 @@ impl ClusterSession {
             Ok(responses) => self.collect_fetches(step, step_id, responses).await,
             Err(e) => Err(e.clone()),
         };
-        let streamed = outcome.as_ref().is_ok_and(|r| {
-            r.iter().any(|r| {
-                r.fetches
-                    .iter()
-                    .chain(r.recvs.iter().filter_map(|n| n.tensor.as_ref()))
-                    .any(|w| !w.stream_key.is_empty())
-            })
-        });
+        let streamed = outcome.as_ref().is_ok_and(|r| r.iter().any(has_streamed));
         if !sole || streamed || uploaded {
             self.cleanup_everywhere(step_id, step);
         }
@@ -152,8 +143,7 @@ impl ClusterSession {
     ) -> Result<()> {
         let (meta, data) = wire::encode(&tensor, false);
         let incarnation = self.tasks[task].incarnation;
-        let n = data.len();
-        let chunks = (0..n.div_ceil(CHUNK_BYTES).max(1)).map(move |i| {
+        let chunks = wire::chunks(data).enumerate().map(move |(i, data)| {
             let first = i == 0;
             SendTensorChunk {
                 step_id,
@@ -163,7 +153,7 @@ impl ClusterSession {
                     String::new()
                 },
                 meta: first.then(|| meta.clone()),
-                data: data.slice(i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(n)),
+                data,
                 expected_incarnation: incarnation,
             }
         });
