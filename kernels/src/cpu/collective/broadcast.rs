@@ -7,6 +7,7 @@ use rill_graph::{DType, Error, Node, Result, Shape, Tensor};
 
 use super::{spawn, Comm, Params};
 use crate::cpu::math::util::attr_int;
+use crate::cpu::state::wait::block_on;
 use crate::{AsyncDone, Kernel, KernelContext};
 
 struct Broadcast {
@@ -81,10 +82,7 @@ fn tree(comm: &Comm, source: usize, value: Option<Tensor>) -> Result<Tensor> {
 
 impl Kernel for Broadcast {
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.compute_async(cx, inputs, Box::new(move |r| drop(tx.send(r))));
-        rx.recv()
-            .map_err(|_| Error::internal("the collective dropped its result"))?
+        block_on(self, cx, inputs)
     }
 
     fn is_async(&self) -> bool {

@@ -7,6 +7,7 @@ use rill_graph::{Error, Node, Result, Tensor};
 
 use super::elements::{dispatch_wire, Wire};
 use super::{spawn, Comm, Params};
+use crate::cpu::state::wait::block_on;
 use crate::{AsyncDone, Kernel, KernelContext};
 
 struct Gather {
@@ -50,10 +51,7 @@ fn ring_gather<T: Wire>(comm: Option<Comm>, n: usize, input: &Tensor) -> Result<
 
 impl Kernel for Gather {
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.compute_async(cx, inputs, Box::new(move |r| drop(tx.send(r))));
-        rx.recv()
-            .map_err(|_| Error::internal("the collective dropped its result"))?
+        block_on(self, cx, inputs)
     }
 
     fn is_async(&self) -> bool {
@@ -80,13 +78,9 @@ impl Kernel for Gather {
             }
         };
         let n = p.size();
-        let comm = if n > 1 {
-            match p.comm(cx) {
-                Ok(c) => Some(c),
-                Err(e) => return done(Err(e)),
-            }
-        } else {
-            None
+        let comm = match p.peers(cx) {
+            Ok(c) => c,
+            Err(e) => return done(Err(e)),
         };
         let dtype = p.dtype;
         spawn(

@@ -146,6 +146,13 @@ impl Params {
     }
 }
 
+impl Params {
+    /// [`Params::comm`] for a group of more than one; `None` for a group of one (no peers).
+    fn peers(&self, cx: &KernelContext) -> Result<Option<Comm>> {
+        (self.size() > 1).then(|| self.comm(cx)).transpose()
+    }
+}
+
 /// `partial` completed from `own`: missing job, replica and task are `own`'s, a missing
 /// device is `CPU:0`.
 fn complete(partial: &str, own: &DeviceSpec) -> Result<String> {

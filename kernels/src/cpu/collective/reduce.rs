@@ -8,6 +8,7 @@ use super::algorithms::{all_reduce, Algorithm};
 use super::elements::{dispatch_wire, MergeOp, Wire};
 use super::{spawn, Params};
 use crate::cpu::math::util::attr_str;
+use crate::cpu::state::wait::block_on;
 use crate::{AsyncDone, Kernel, KernelContext};
 
 struct Reduce {
@@ -53,10 +54,7 @@ impl Reduce {
 
 impl Kernel for Reduce {
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.compute_async(cx, inputs, Box::new(move |r| drop(tx.send(r))));
-        rx.recv()
-            .map_err(|_| Error::internal("the collective dropped its result"))?
+        block_on(self, cx, inputs)
     }
 
     fn is_async(&self) -> bool {
@@ -77,13 +75,9 @@ impl Kernel for Reduce {
                 input.dtype()
             ))));
         }
-        let comm = if self.params.size() > 1 {
-            match self.params.comm(cx) {
-                Ok(c) => Some(c),
-                Err(e) => return done(Err(e)),
-            }
-        } else {
-            None
+        let comm = match self.params.peers(cx) {
+            Ok(c) => c,
+            Err(e) => return done(Err(e)),
         };
         let me = Reduce {
             params: self.params.clone(),

@@ -19,7 +19,7 @@ mod ssp_clock;
 #[cfg(test)]
 mod test_util;
 mod variables;
-mod wait;
+pub(crate) mod wait;
 
 pub use variables::{variable_key, variable_spec};
 
