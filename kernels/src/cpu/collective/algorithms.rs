@@ -6,13 +6,13 @@
 //!
 //! Invariants: each algorithm leaves every member with bitwise the same buffer, the merge
 //! of all members' inputs; a member's buffer is only read by the algorithm's own sends
-//! (which copy), so callers may reuse it afterwards. Chunks and pieces are computed from
-//! the length alone, so every member cuts them alike, uneven sizes and empty chunks
-//! included.
+//! (which copy it, or pass received pieces on), so callers may reuse it afterwards. Chunks
+//! and pieces are computed from the length alone, so every member cuts them alike, uneven
+//! sizes and empty chunks included.
 
 use std::collections::VecDeque;
 
-use rill_graph::Result;
+use rill_graph::{Result, Tensor};
 
 use super::comm::{Comm, Incoming};
 use super::elements::{MergeOp, Wire};
@@ -126,15 +126,18 @@ pub(crate) fn ring<T: Wire>(comm: &Comm, buf: &mut [T], op: MergeOp) -> Result<(
     }
     for s in 0..n - 1 {
         for (p, (lo, hi)) in cut(rs_recv(s)).into_iter().enumerate() {
-            let got = comm.wait_values::<T>(next_incoming(&mut incoming), hi - lo)?;
-            T::merge(op, &mut buf[lo..hi], got.as_slice::<T>()?);
-            // Merged: on to the next reduce-scatter step, or (fully merged) the all-gather.
+            // Merged into the received piece (merges commute), which travels on: to the
+            // next reduce-scatter step, or (fully merged, and kept) to the all-gather.
+            let mut got = comm.wait_values::<T>(next_incoming(&mut incoming), hi - lo)?;
+            let merged = got.as_mut_slice::<T>()?;
+            T::merge(op, merged, &buf[lo..hi]);
             let tag = if s + 1 < n - 1 {
                 format!("rs{}.{p}", s + 1)
             } else {
+                buf[lo..hi].copy_from_slice(merged);
                 format!("ag0.{p}")
             };
-            comm.send(next, &tag, buf[lo..hi].to_vec())?;
+            comm.send_tensor(next, &tag, got)?;
         }
     }
     for s in 0..n - 1 {
@@ -142,7 +145,7 @@ pub(crate) fn ring<T: Wire>(comm: &Comm, buf: &mut [T], op: MergeOp) -> Result<(
             let got = comm.wait_values::<T>(next_incoming(&mut incoming), hi - lo)?;
             buf[lo..hi].copy_from_slice(got.as_slice::<T>()?);
             if s + 1 < n - 1 {
-                comm.send(next, &format!("ag{}.{p}", s + 1), buf[lo..hi].to_vec())?;
+                comm.send_tensor(next, &format!("ag{}.{p}", s + 1), got)?;
             }
         }
     }
@@ -183,14 +186,13 @@ pub(crate) fn recursive_doubling<T: Wire>(comm: &Comm, buf: &mut [T], op: MergeO
         let tag = format!("rd{mask}");
         let incoming = comm.post(partner, &tag);
         comm.send(partner, &tag, buf.to_vec())?;
-        let got = comm.wait_values::<T>(incoming, len)?;
-        let theirs = got.as_slice::<T>()?;
+        let mut got = comm.wait_values::<T>(incoming, len)?;
         if r < partner {
-            T::merge(op, buf, theirs);
+            T::merge(op, buf, got.as_slice::<T>()?);
         } else {
-            let mut merged = theirs.to_vec();
-            T::merge(op, &mut merged, buf);
-            buf.copy_from_slice(&merged);
+            let merged = got.as_mut_slice::<T>()?;
+            T::merge(op, merged, buf);
+            buf.copy_from_slice(merged);
         }
         mask <<= 1;
     }
@@ -240,8 +242,11 @@ pub(crate) fn hierarchical<T: Wire>(
         Algorithm::Ring => ring(&across, buf, op)?,
         _ => recursive_doubling(&across, buf, op)?,
     }
-    for &m in &local[1..] {
-        comm.send(m, "h.down", buf.to_vec())?;
+    if local.len() > 1 {
+        let result = Tensor::new(&[len], buf.to_vec())?;
+        for &m in &local[1..] {
+            comm.send_tensor(m, "h.down", result.clone())?;
+        }
     }
     Ok(())
 }

@@ -4,10 +4,10 @@
 //! ([`comm`]), so in one process devices meet in the local rendezvous and across processes
 //! the worker transport carries the data; executors see an ordinary asynchronous kernel.
 //!
-//! Group membership is static: `_group_devices` lists the members' devices in rank order
-//! (partial names are completed from this node's device: missing job, replica and task are
-//! its own, a missing device is `CPU:0`), and this node's rank is where its own device
-//! stands. Hosts for the hierarchical algorithm come from `_rank_hosts`, or else one host
+//! Group membership is static: `_group_devices` (set by the builder, or by the runtime's
+//! group resolution after placement) lists the members' devices in rank order (partial
+//! names are completed from this node's device: missing job, replica and task are its own,
+//! a missing device is `CPU:0`), and this node's rank is where its own device stands. Hosts for the hierarchical algorithm come from `_rank_hosts`, or else one host
 //! per task.
 //!
 //! Invariants: a kernel never holds an executor thread while it waits; a member whose peer
@@ -68,10 +68,10 @@ impl Params {
                 .collect::<Result<_>>()?,
             _ if group_size == 1 => vec![own.to_string()],
             _ => {
-                return Err(Error::unimplemented(format!(
-                    "{what}: group members are resolved from the graph: the node needs \
-                     `_group_devices` (build collectives with Builder::collective_reduce and \
-                     its siblings)"
+                return Err(Error::failed_precondition(format!(
+                    "{what}: no members for a group of {group_size}: groups are resolved when \
+                     a step is placed on several devices (a session with several CPU devices, \
+                     a cluster), or listed in `_group_devices`"
                 )))
             }
         };

@@ -1,4 +1,4 @@
-//! The `CollectiveReduce` kernel: copies its input, all-reduces the copy with the group
+//! The `CollectiveReduce` kernel: all-reduces its input in place (copy on write) with the group
 //! (the algorithm `communication_hint` names, or the automatic choice by size and hosts)
 //! and applies `final_op` (`Div`: by the group size) on every member.
 
@@ -37,18 +37,21 @@ pub(super) fn create(node: &Node) -> Result<Box<dyn Kernel>> {
 }
 
 impl Reduce {
-    fn run<T: Wire>(&self, comm: Option<super::Comm>, input: &Tensor) -> Result<Tensor> {
-        let mut buf = input.as_slice::<T>()?.to_vec();
+    /// Reduces in place: the input's own buffer when no other tensor shares it (the
+    /// usual case: the collective is its only consumer), a copy otherwise.
+    fn run<T: Wire>(&self, comm: Option<super::Comm>, input: Tensor) -> Result<Tensor> {
+        let mut output = input.detach();
+        let buf = output.as_mut_slice::<T>()?;
         if let Some(comm) = comm {
             let p = &self.params;
-            let bytes = std::mem::size_of_val(buf.as_slice());
+            let bytes = std::mem::size_of_val(buf);
             let algorithm = Algorithm::choose(&p.hint, bytes, &p.hosts);
-            all_reduce(algorithm, &comm, &mut buf, self.merge, &p.hosts)?;
+            all_reduce(algorithm, &comm, buf, self.merge, &p.hosts)?;
         }
         if self.divide {
-            T::divide(&mut buf, self.params.size());
+            T::divide(buf, self.params.size());
         }
-        Tensor::new(input.dims(), buf)
+        Ok(output)
     }
 }
 
@@ -88,7 +91,7 @@ impl Kernel for Reduce {
         spawn(
             &what,
             done,
-            move || dispatch_wire!(me.params.dtype, "CollectiveReduce", T => me.run::<T>(comm, &input)),
+            move || dispatch_wire!(me.params.dtype, "CollectiveReduce", T => me.run::<T>(comm, input)),
         );
     }
 }

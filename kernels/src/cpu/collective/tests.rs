@@ -248,7 +248,7 @@ fn members_outside_the_group_and_missing_devices_are_refused() {
         .create(&bare, DeviceType::Cpu)
         .err()
         .unwrap();
-    assert_eq!(err.code, Code::Unimplemented, "{err}");
+    assert_eq!(err.code, Code::FailedPrecondition, "{err}");
     let mut with = attrs.to_vec();
     with.push((
         "_group_devices",
