@@ -97,6 +97,12 @@ impl OptimizerKind {
     }
 
     pub(crate) fn build(self, lr: f64) -> Box<dyn Optimizer> {
+        self.build_for_replica(lr, "")
+    }
+
+    /// The optimizer of an in-graph replica whose own non-slot variables (Adam's beta
+    /// powers) carry the name prefix `prefix` (`replica_1/`; empty for rank 0).
+    pub(crate) fn build_for_replica(self, lr: f64, prefix: &str) -> Box<dyn Optimizer> {
         match self {
             OptimizerKind::Sgd => Box::new(Sgd { learning_rate: lr }),
             OptimizerKind::Momentum => Box::new(Momentum {
@@ -106,6 +112,7 @@ impl OptimizerKind {
             }),
             OptimizerKind::Adam => Box::new(Adam {
                 learning_rate: lr,
+                powers_prefix: prefix.to_string(),
                 ..Adam::default()
             }),
             OptimizerKind::RmsProp => Box::new(RmsProp {

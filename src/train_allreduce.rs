@@ -22,7 +22,7 @@ use rill_distributed::{ClusterOptions, ClusterSession, ClusterSpec};
 use rill_graph::{Error, Result, Tensor};
 use rill_runtime::CheckpointManager;
 
-use crate::train::{step_from, train_with, OptimizerKind, TrainConfig, TrainReport, Trainer};
+use crate::train::{step_from, train_with, TrainConfig, TrainReport, Trainer};
 use crate::train_cluster::{rows, shard, ClusterVariables};
 
 mod graph;
@@ -69,13 +69,6 @@ pub fn train_all_reduce(
     if workers == 0 {
         return Err(Error::invalid_argument(
             "the cluster has no worker task to train on",
-        ));
-    }
-    if config.optimizer == OptimizerKind::Adam && workers > 1 {
-        return Err(Error::unimplemented(
-            "--strategy allreduce|hybrid with --optimizer adam: Adam's beta-power variables \
-             are one pair per graph, shared by every replica; use sgd, momentum, rmsprop or \
-             adagrad",
         ));
     }
     let ps = cluster.num_tasks("ps");

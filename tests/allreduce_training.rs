@@ -66,6 +66,8 @@ fn an_all_reduce_step_is_the_one_process_step_on_the_whole_batch() -> Result<()>
     for (optimizer, algorithm) in [
         (OptimizerKind::Sgd, "ring"),
         (OptimizerKind::Momentum, "tree"),
+        // Each replica advances its own beta powers once per step, as one process does.
+        (OptimizerKind::Adam, "auto"),
     ] {
         // Batches of 1,436 then 1: shards of 359, then three empty shards and one image.
         let settings_for = |dir: &str| TrainConfig {

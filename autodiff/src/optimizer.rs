@@ -244,6 +244,11 @@ pub struct Adam {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
+    /// Prefix of the beta-power variables' names: empty gives TF1's `beta1_power` and
+    /// `beta2_power`, one pair per graph; in-graph replicas that each apply their own
+    /// update need a pair each (`replica_1/beta1_power`), or every replica's step would
+    /// advance the shared pair.
+    pub powers_prefix: String,
 }
 
 impl Default for Adam {
@@ -253,13 +258,19 @@ impl Default for Adam {
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
+            powers_prefix: String::new(),
         }
     }
 }
 
 impl Adam {
-    /// The values of the `beta1_power`/`beta2_power` variables (one pair per graph and
-    /// dtype, as TF1), read once per step through `<power>/read`: the apply ops take them as
+    /// The names of the beta-power variables.
+    fn power_names(&self) -> [String; 2] {
+        ["beta1_power", "beta2_power"].map(|n| format!("{}{n}", self.powers_prefix))
+    }
+
+    /// The values of the `beta1_power`/`beta2_power` variables (one pair per graph, or per
+    /// [`Adam::powers_prefix`], as TF1), read once per step through `<power>/read`: the apply ops take them as
     /// plain tensors, so variables on other devices (ps tasks) need not colocate with them.
     fn powers(&self, b: &Builder, dtype: DType) -> Result<(Output, Output)> {
         let get = |name: &str, init: f64| -> Result<Output> {
@@ -282,10 +293,8 @@ impl Adam {
             };
             read_beside(b, var, &read)
         };
-        Ok((
-            get("beta1_power", self.beta1)?,
-            get("beta2_power", self.beta2)?,
-        ))
+        let [p1, p2] = self.power_names();
+        Ok((get(&p1, self.beta1)?, get(&p2, self.beta2)?))
     }
 }
 
@@ -320,9 +329,10 @@ impl Optimizer for Adam {
     fn finish(&self, b: &Builder, updates: &[NodeId]) -> Result<Vec<NodeId>> {
         let powers: Vec<(Output, f64)> = {
             let g = b.graph();
-            [("beta1_power", self.beta1), ("beta2_power", self.beta2)]
+            self.power_names()
                 .iter()
-                .filter_map(|&(n, beta)| g.find(n).map(|id| (id.output(0), beta)))
+                .zip([self.beta1, self.beta2])
+                .filter_map(|(n, beta)| g.find(n).map(|id| (id.output(0), beta)))
                 .collect()
         };
         let mut ops = vec![];

@@ -190,7 +190,6 @@ pub(crate) fn build_graph(
         bucket_bytes: settings.bucket_bytes,
     };
     let reduced = all_reduce_mean(&b, &options, &grads)?;
-    let optimizer = config.optimizer.build(lr);
     let mut updates = vec![];
     // Replicas 1.. first: the global step does not exist yet, so only rank 0 increments it.
     for r in (1..workers).chain([0]) {
@@ -210,6 +209,7 @@ pub(crate) fn build_graph(
         } else {
             format!("replica_{r}/train")
         };
+        let optimizer = config.optimizer.build_for_replica(lr, &replica_name(r, ""));
         updates.push(optimizer.apply_gradients(&b, &grads_and_vars, &train)?);
         for ((_, table), grads) in tables.iter().zip(&lookups[r]) {
             updates.push(apply_sparse(&b, config, lr, table, grads)?);
