@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rill::distributed::{ClusterOptions, ClusterSession, InProcessCluster, Security};
 use rill::ops::collective::CollectiveGroup;
+use rill::ops::registry;
 use rill::prelude::*;
 
 fn local_device(i: usize) -> String {
@@ -89,6 +90,67 @@ fn every_algorithm_on_local_devices_matches_the_sequential_mean() -> Result<()> 
 }
 
 #[test]
+fn groups_without_rill_attrs_resolve_from_placement_on_local_devices() -> Result<()> {
+    let n = 3;
+    let b = Builder::new();
+    let group = CollectiveGroup::new((0..n).map(local_device).collect(), 1);
+    let (feeds, fetches) = reduce_graph(&b, &group, 10)?;
+    let graph = as_tensorflow_writes_it(b.into_graph())?;
+    let session = Session::new(
+        graph,
+        SessionOptions::default().with_cpu_devices(n, Strategy::Client),
+    )?;
+    let fed: Vec<(&str, Tensor)> = (feeds.iter().enumerate())
+        .map(|(r, f)| (f.as_str(), Tensor::new(&[10], values(r, 10)).unwrap()))
+        .collect();
+    let names: Vec<&str> = fetches.iter().map(String::as_str).collect();
+    check_mean(&session.run(&fed, &names, &[])?, n, 10, "resolved group");
+    Ok(())
+}
+
+/// `tests/fixtures/collectives` (written by `tools/gen_collective_fixture.py`): reduces,
+/// a gather and a broadcast over three CPU devices as TensorFlow builds them, with the
+/// outputs TensorFlow computed.
+#[test]
+fn a_graph_tensorflow_wrote_runs_with_the_results_tensorflow_gave() -> Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/collectives");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fixture.json"))?)?;
+    let table = |field: &str| -> Vec<(String, Tensor)> {
+        let map = manifest[field].as_object().expect("a table of tensors");
+        map.iter()
+            .map(|(name, file)| {
+                let file = dir.join(file.as_str().expect("a file name"));
+                (name.clone(), rill::npy::read_npy(&file).unwrap())
+            })
+            .collect()
+    };
+    let graph = Graph::load(dir.join("graph.pb"), registry())?;
+    let devices = manifest["cpu_devices"].as_u64().unwrap_or(1) as usize;
+    let session = Session::new(
+        graph,
+        SessionOptions::default().with_cpu_devices(devices, Strategy::Client),
+    )?;
+    let feeds = table("feeds");
+    let fed: Vec<(&str, Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let expected = table("fetches");
+    let names: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let outs = session.run(&fed, &names, &[])?;
+    for ((name, want), got) in expected.iter().zip(&outs) {
+        assert_eq!(got.dims(), want.dims(), "{name}");
+        match want.dtype() {
+            DType::F32 => {
+                for (a, b) in got.as_slice::<f32>()?.iter().zip(want.as_slice::<f32>()?) {
+                    assert!((a - b).abs() <= 1e-6 + 1e-6 * b.abs(), "{name}: {a} vs {b}");
+                }
+            }
+            _ => assert_eq!(got.to_i64_vec()?, want.to_i64_vec()?, "{name}"),
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn sixty_four_megabytes_over_eight_devices() -> Result<()> {
     let (n, len): (usize, usize) = (8, 16 << 20);
     for hint in ["ring", "hierarchical"] {
@@ -128,8 +190,25 @@ fn worker(i: usize) -> String {
     format!("/job:worker/replica:0/task:{i}/device:CPU:0")
 }
 
-/// Reduce, gather and broadcast across the tasks of `cluster`, checked on the client.
-fn across_tasks(cluster: &rill::distributed::ClusterSpec, options: ClusterOptions) -> Result<()> {
+/// `graph` as TensorFlow would write it: without Rill's underscore group attrs (members,
+/// hosts, broadcast source), through the GraphDef wire format.
+fn as_tensorflow_writes_it(mut graph: Graph) -> Result<Graph> {
+    for id in graph.node_ids() {
+        let attrs = &mut graph.node_mut(id).attrs;
+        for rill_only in ["_group_devices", "_rank_hosts", "_source_rank"] {
+            attrs.remove(rill_only);
+        }
+    }
+    Ok(Graph::from_binary(&graph.to_binary(), registry())?)
+}
+
+/// Reduce, gather and broadcast across the tasks of `cluster`, checked on the client; with
+/// `resolve`, the groups come from placement instead of Rill's attrs.
+fn across_tasks(
+    cluster: &rill::distributed::ClusterSpec,
+    options: ClusterOptions,
+    resolve: bool,
+) -> Result<()> {
     let n = cluster.num_tasks("worker");
     for hint in ["ring", "tree", "hierarchical"] {
         let b = Builder::new();
@@ -155,7 +234,11 @@ fn across_tasks(cluster: &rill::distributed::ClusterSpec, options: ClusterOption
             .map(|&o| g.tensor_name(o))
             .collect();
         drop(g);
-        let session = ClusterSession::new(b.into_graph(), cluster.clone(), options.clone())?;
+        let mut graph = b.into_graph();
+        if resolve {
+            graph = as_tensorflow_writes_it(graph)?;
+        }
+        let session = ClusterSession::new(graph, cluster.clone(), options.clone())?;
         let fed: Vec<(&str, Tensor)> = (feeds.iter().enumerate())
             .map(|(r, f)| (f.as_str(), Tensor::new(&[len], values(r, len)).unwrap()))
             .collect();
@@ -176,14 +259,15 @@ fn across_tasks(cluster: &rill::distributed::ClusterSpec, options: ClusterOption
 #[test]
 fn collectives_across_in_process_tasks() -> Result<()> {
     let cluster = InProcessCluster::start(0, 4, Security::default())?;
-    across_tasks(&cluster.cluster, ClusterOptions::default())
+    across_tasks(&cluster.cluster, ClusterOptions::default(), false)?;
+    across_tasks(&cluster.cluster, ClusterOptions::default(), true)
 }
 
 #[test]
 fn collectives_across_server_processes_and_a_killed_rank() -> Result<()> {
     let mut cluster = ProcessCluster::start(0, 3, "collectives-token-7a1c")?;
     let options = cluster.client_options();
-    across_tasks(&cluster.spec, options.clone())?;
+    across_tasks(&cluster.spec, options.clone(), false)?;
 
     // Rank 2's input waits on a queue nobody fills, so ranks 0 and 1 sit inside the ring
     // waiting for it when its process is killed.

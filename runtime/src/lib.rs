@@ -5,6 +5,7 @@
 //! graph work: only feed checks, the executor and the kernels.
 
 pub mod checkpoint;
+pub mod collective_groups;
 pub mod control_flow;
 pub mod device;
 pub mod executor;

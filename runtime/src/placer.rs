@@ -13,12 +13,15 @@
 //! of the set, all members of a group share it, and the device's type has a kernel for
 //! every member (a node with no kernel on any device type of the set does not constrain
 //! placement: compiling its kernel reports that later). Results are deterministic.
+//! Placed collectives without `_group_devices` then get their groups from the graph
+//! ([`crate::collective_groups`]).
 
 use std::collections::HashMap;
 
 use rill_graph::{is_back_edge, AttrValue, DeviceSpec, Error, Graph, NodeId, Result};
 use rill_kernels::{DeviceType, KernelRegistry};
 
+use crate::collective_groups::resolve_collective_groups;
 use crate::device::{local_defaults, DeviceSet};
 
 /// Device types Rill has kernels for (a request for another type has no kernel).
@@ -438,6 +441,7 @@ pub fn place(
             graph.node_mut(ids[m]).assigned_device = Some(devices.devices()[d].spec.clone());
         }
     }
+    resolve_collective_groups(graph)?;
     log.assignments = graph
         .nodes()
         .map(|(_, n)| {

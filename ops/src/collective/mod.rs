@@ -6,8 +6,9 @@
 //! of the group is named by `instance_key` (unique among the graph's collectives). Rill
 //! resolves membership statically: every node carries `_group_devices` (the members' devices
 //! in rank order) and, optionally, `_rank_hosts` (the host of each rank, for the
-//! hierarchical algorithm); broadcasts carry `_source_rank`. Underscore attrs are ignored by
-//! TensorFlow's importer, so the graphs still open there. `communication_hint` picks the
+//! hierarchical algorithm); broadcasts carry `_source_rank`. The builder sets them; in a
+//! graph without them (as TensorFlow writes it) the runtime sets them after placement.
+//! Underscore attrs are ignored by TensorFlow's importer, so the graphs still open there. `communication_hint` picks the
 //! algorithm: `auto`, `ring`, `tree` (recursive doubling) or `hierarchical`.
 //!
 //! Invariants: every collective op is stateful (never folded, merged or pruned as pure) and
