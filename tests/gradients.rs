@@ -5,7 +5,7 @@
 //! with unknown dims (the dynamic `Shape`/`BroadcastGradientArgs` paths).
 //!
 //! Inputs avoid kinks (Relu at 0, ties in Max/Maximum/MaxPool, |x| at 0) so that the
-//! numeric derivative is well defined. The cases live in `gradients/{math,nn,array}.rs`;
+//! numeric derivative is well defined. The cases live in `gradients/{math,nn,array,control}.rs`;
 //! `every_gradient_function_is_checked` ties them to the op registry.
 
 /// Defines one `#[test]` per case and the list of ops the cases cover.
@@ -21,6 +21,8 @@ macro_rules! cases {
 
 #[path = "gradients/array.rs"]
 mod array;
+#[path = "gradients/control.rs"]
+mod control;
 #[path = "gradients/math.rs"]
 mod math;
 #[path = "gradients/nn.rs"]
@@ -220,7 +222,7 @@ const CHECKED_ELSEWHERE: &[(&str, &str)] = &[
 
 #[test]
 fn every_gradient_function_is_checked() {
-    let covered: Vec<&str> = [math::COVERED, nn::COVERED, array::COVERED]
+    let covered: Vec<&str> = [math::COVERED, nn::COVERED, array::COVERED, control::COVERED]
         .concat()
         .into_iter()
         .chain(CHECKED_ELSEWHERE.iter().map(|(op, _)| *op))

@@ -8,7 +8,9 @@
 //! not differentiable (`StopGradient`, `Shape`, ...) passes no gradient; an op without any
 //! gradient entry fails with Unimplemented naming it, but only when a gradient actually
 //! reaches it; the walk does not go past a node producing an `x` unless other `xs` lie
-//! behind it; gradients through loops (cycles) are Unimplemented.
+//! behind it; gradients through loops (cycles) are Unimplemented. TF1 conditionals need
+//! nothing special here: their `Switch`/`Merge` gradient functions (in `rill-ops`) keep
+//! the untaken branch's gradients dead, so no sum mixes a live and a dead gradient.
 //!
 //! Invariant: every node added lies under one fresh `gradients[_N]/` scope, and on error
 //! every node added is removed again.

@@ -4,6 +4,7 @@
 
 use rill_graph::Result;
 
+mod cond_gradient;
 mod control_flow;
 mod functional;
 mod no_op;
@@ -12,6 +13,7 @@ mod send_recv;
 pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     no_op::register(r)?;
     control_flow::register(r)?;
+    cond_gradient::register(r)?;
     functional::register(r)?;
     send_recv::register(r)?;
     Ok(())
