@@ -23,6 +23,13 @@ fn bools(dims: &[usize], values: &[bool]) -> Tensor {
     Tensor::new(dims, values.to_vec()).unwrap()
 }
 
+/// The second derivative through gradient helper `op(y, dy)`, at outputs `y`.
+fn grad_of_grad(op: &str, y: Tensor) {
+    check(op, &[y, t(&[2, 3], 7)], |b, p| {
+        b.op(op).input(p[0]).input(p[1]).build_output()
+    });
+}
+
 cases! {
     neg: "Neg" => { unary("Neg", t(&[2, 3], 1)) }
     abs: "Abs" => { unary("Abs", away(&[2, 3], 1)) }
@@ -36,6 +43,12 @@ cases! {
     log1p: "Log1p" => { unary("Log1p", pos(&[2, 3], 1)) }
     tanh: "Tanh" => { unary("Tanh", t(&[2, 3], 1)) }
     sigmoid: "Sigmoid" => { unary("Sigmoid", t(&[2, 3], 1)) }
+    tanh_grad: "TanhGrad" => { grad_of_grad("TanhGrad", t(&[2, 3], 1)) }
+    sigmoid_grad: "SigmoidGrad" => { grad_of_grad("SigmoidGrad", uniform(&[2, 3], 1, 0.1, 0.9)) }
+    rsqrt_grad: "RsqrtGrad" => { grad_of_grad("RsqrtGrad", pos(&[2, 3], 1)) }
+    sqrt_grad: "SqrtGrad" => { grad_of_grad("SqrtGrad", pos(&[2, 3], 1)) }
+    reciprocal_grad: "ReciprocalGrad" => { grad_of_grad("ReciprocalGrad", away(&[2, 3], 1)) }
+    inv_grad: "InvGrad" => { grad_of_grad("InvGrad", away(&[2, 3], 1)) }
     reciprocal: "Reciprocal" => { unary("Reciprocal", away(&[2, 3], 1)) }
     inv: "Inv" => { unary("Inv", away(&[2, 3], 1)) }
     sin: "Sin" => { unary("Sin", t(&[2, 3], 1)) }

@@ -120,6 +120,13 @@ fn activation(op: &'static str, x: Tensor) {
     check(op, &[x], |b, p| b.unary(op, p[0]))
 }
 
+/// The second derivative through activation gradient `op(gradients, second)`.
+fn activation_grad(op: &str, second: Tensor) {
+    check(op, &[t(&[2, 3], 1), second], |b, p| {
+        b.op(op).input(p[0]).input(p[1]).build_output()
+    });
+}
+
 cases! {
     relu: "Relu" => { activation("Relu", away(&[2, 3], 1)) }
     relu6: "Relu6" => {
@@ -136,6 +143,16 @@ cases! {
     relu_grad: "ReluGrad" => {
         check("ReluGrad", &[t(&[2, 3], 1), away(&[2, 3], 2)], |b, p| {
             b.op("ReluGrad").input(p[0]).input(p[1]).build_output()
+        });
+    }
+
+    relu6_grad: "Relu6Grad" => { activation_grad("Relu6Grad", away(&[2, 3], 2)) }
+    elu_grad: "EluGrad" => { activation_grad("EluGrad", away(&[2, 3], 2)) }
+    selu_grad: "SeluGrad" => { activation_grad("SeluGrad", away(&[2, 3], 2)) }
+    softplus_grad: "SoftplusGrad" => { activation_grad("SoftplusGrad", t(&[2, 3], 2)) }
+    leaky_relu_grad: "LeakyReluGrad" => {
+        check("LeakyReluGrad", &[t(&[2, 3], 1), away(&[2, 3], 2)], |b, p| {
+            b.op("LeakyReluGrad").input(p[0]).input(p[1]).attr("alpha", 0.3f32).build_output()
         });
     }
 

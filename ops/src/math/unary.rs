@@ -90,6 +90,9 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
                 .shape_fn(merge_both),
         )?;
     }
+    for op in GRADS {
+        r.gradient(op, grad_of_grad)?;
+    }
     for &(op, f) in GRADIENTS {
         r.gradient(op, f)?;
     }
@@ -153,6 +156,31 @@ const GRADIENTS: &[(&str, GradFn)] = &[
 fn output_grad(c: &GradContext, op: &str) -> Result<Vec<Option<Output>>> {
     let g = c.b.op(op).input(c.y(0)).input(c.dy(0)?).build_output()?;
     Ok(c.only(g))
+}
+
+/// The second derivatives of [`GRADS`] (TensorFlow's `_TanhGradGrad` and siblings): `z =
+/// op(y, dy)` is linear in `dy`, so `dz/d dy` is `op(y, g)`; `dz/dy` is, per op, `-2 dy y`
+/// (Tanh), `dy (1 - 2y)` (Sigmoid), `-1.5 dy y^2` (Rsqrt), `-z / y` (Sqrt), `-2 dy y`
+/// (Reciprocal, Inv), times `g`.
+fn grad_of_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (y, dy, g) = (c.x(0), c.x(1), c.dy(0)?);
+    let k = |v: f64| scalar_like(b, c.dtype(y), v);
+    let op = c.op_type();
+    let slope = match op.as_str() {
+        "TanhGrad" | "ReciprocalGrad" | "InvGrad" => b.mul(b.mul(dy, y)?, k(-2.0)?)?,
+        "SigmoidGrad" => b.mul(dy, b.sub(k(1.0)?, b.mul(y, k(2.0)?)?)?)?,
+        "RsqrtGrad" => b.mul(b.mul(dy, b.square(y)?)?, k(-1.5)?)?,
+        "SqrtGrad" => b.neg(b.real_div(c.y(0), y)?)?,
+        other => {
+            return Err(c.error(
+                rill_graph::Code::Internal,
+                format!("{other} is not a gradient helper"),
+            ))
+        }
+    };
+    let d_dy = b.op(&op).input(y).input(g).build_output()?;
+    Ok(vec![Some(b.mul(g, slope)?), Some(d_dy)])
 }
 
 /// `dy * scale * exp(-x^2)` (`scale` is ±2/sqrt(pi)).

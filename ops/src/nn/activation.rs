@@ -63,15 +63,52 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
     for &(op, from_output) in GRAD_OPS {
         r.gradient(op, if from_output { from_y } else { from_x })?;
     }
-    // The second derivative of Relu is zero: ReluGrad's gradient masks like ReluGrad.
-    r.gradient("ReluGrad", |c| {
-        let g =
-            c.b.op("ReluGrad")
-                .input(c.dy(0)?)
-                .input(c.x(1))
-                .build_output()?;
-        Ok(vec![Some(g), Some(c.b.zeros_like(c.x(1))?)])
-    })
+    for op in [
+        "ReluGrad",
+        "Relu6Grad",
+        "LeakyReluGrad",
+        "EluGrad",
+        "SeluGrad",
+    ] {
+        r.gradient(op, piecewise_grad_of_grad)?;
+    }
+    r.gradient("SoftplusGrad", softplus_grad_of_grad)
+}
+
+/// The gradient of `z = <op>Grad(gradients, second)`, linear in `gradients`: `<op>Grad(g,
+/// second)` for `gradients`. For `second`: zero where the activation is piecewise linear
+/// (Relu, Relu6, LeakyRelu); for Elu and Selu, whose grads read the outputs, `g *
+/// gradients` where the outputs are negative (TensorFlow's `_EluGradGrad`).
+fn piecewise_grad_of_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (gradients, second, g) = (c.x(0), c.x(1), c.dy(0)?);
+    let op = c.op_type();
+    let mut nb = b.op(&op).input(g).input(second);
+    if op == "LeakyReluGrad" {
+        nb = nb.attr("alpha", c.attr_float("alpha")?);
+    }
+    let d_gradients = nb.build_output()?;
+    let zeros = b.zeros_like(second)?;
+    let d_second = match op.as_str() {
+        "EluGrad" | "SeluGrad" => {
+            let negative = b.less(second, zeros)?;
+            b.select_v2(negative, b.mul(g, gradients)?, zeros)?
+        }
+        _ => zeros,
+    };
+    Ok(vec![Some(d_gradients), Some(d_second)])
+}
+
+/// `z = gradients * sigmoid(x)`: `SoftplusGrad(g, x)` for `gradients`, and `g * gradients *
+/// sigmoid'(x) = g * gradients / (exp(-x) + 2 + exp(x))` for `x`.
+fn softplus_grad_of_grad(c: &GradContext) -> Result<Vec<Option<Output>>> {
+    let b = c.b;
+    let (gradients, x, g) = (c.x(0), c.x(1), c.dy(0)?);
+    let d_gradients = b.op("SoftplusGrad").input(g).input(x).build_output()?;
+    let two = crate::gradient::scalar_like(b, c.dtype(x), 2.0)?;
+    let cosh2 = b.add(b.add(b.exp(b.neg(x)?)?, two)?, b.exp(x)?)?;
+    let d_x = b.real_div(b.mul(g, gradients)?, cosh2)?;
+    Ok(vec![Some(d_gradients), Some(d_x)])
 }
 
 /// `(op, whether its gradient op <op>Grad takes the output rather than the input)`, as
