@@ -156,6 +156,14 @@ cases! {
         });
     }
 
+    bias_add_grad: "BiasAddGrad" => {
+        check("BiasAddGrad", &[t(&[2, 3, 4], 1)], |b, p| {
+            b.op("BiasAddGrad").input(p[0]).build_output()
+        });
+        check("BiasAddGrad", &[t(&[2, 4, 3], 1)], |b, p| {
+            b.op("BiasAddGrad").input(p[0]).attr("data_format", "NCHW").build_output()
+        });
+    }
     bias_add: "BiasAdd" => {
         check("BiasAdd", &[t(&[2, 3, 4], 1), t(&[4], 2)], |b, p| b.bias_add(p[0], p[1]));
         check("BiasAdd", &[t(&[2, 4, 3], 1), t(&[4], 2)], |b, p| {

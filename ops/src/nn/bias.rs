@@ -3,7 +3,8 @@
 //!
 //! Shapes follow TensorFlow's `BiasAddShape`: `value` has rank >= 2 (>= 3 for NCHW), the
 //! bias length merges with the channel dim (last, or dim 1 for NCHW). `BiasAdd` and
-//! `BiasAddV1` have gradients (through `BiasAddGrad`).
+//! `BiasAddV1` have gradients (through `BiasAddGrad`), and so has `BiasAddGrad` (for second
+//! derivatives).
 
 use rill_graph::{InferenceContext, OpDef, Output, Result, Shape};
 
@@ -49,6 +50,15 @@ pub(crate) fn register(r: &mut crate::Registry) -> Result<()> {
         let dy = c.dy(0)?;
         let db = c.b.op("BiasAddGrad").input(dy).build_output()?;
         Ok(vec![Some(dy), Some(db)])
+    })?;
+    // BiasAddGrad is linear: its gradient spreads the bias-shaped gradient back along the
+    // channel dim (TensorFlow's `_BiasAddGradGrad` tiles it), here a BiasAdd onto zeros.
+    r.gradient("BiasAddGrad", |c| {
+        let zeros = c.b.zeros_like(c.x(0))?;
+        let nb = c.b.op("BiasAdd").input(zeros).input(c.dy(0)?);
+        Ok(vec![Some(
+            c.with_attrs(nb, &["data_format"])?.build_output()?,
+        )])
     })
 }
 
