@@ -27,14 +27,13 @@ struct Instance {
 
 fn int_attr(graph: &Graph, id: NodeId, name: &str) -> Result<i64> {
     let node = graph.node(id);
-    match node.attr(name) {
-        Some(AttrValue::Int(v)) => Ok(*v),
-        _ => Err(Error::invalid_argument(format!(
+    node.attr(name).and_then(AttrValue::as_int).ok_or_else(|| {
+        Error::invalid_argument(format!(
             "{} '{}' has no int attr '{name}'",
             node.op_name(),
             node.name
-        ))),
-    }
+        ))
+    })
 }
 
 /// Sets `_group_devices` (and `_source_rank` on broadcasts) on every placed collective
@@ -159,7 +158,7 @@ mod tests {
     /// A reduce per device of `devices`, with only TensorFlow's attrs, placed there.
     fn reduces(devices: &[&str], group_size: i64) -> Graph {
         let b = Builder::new();
-        for (i, d) in devices.iter().enumerate() {
+        for i in 0..devices.len() {
             let x = b.scalar_f32(i as f32).unwrap();
             b.op("CollectiveReduce")
                 .name(&format!("r{i}"))
@@ -173,7 +172,6 @@ mod tests {
                 .attr("subdiv_offsets", AttrValue::IntList(vec![]))
                 .build()
                 .unwrap();
-            let _ = d;
         }
         let mut g = b.into_graph();
         for (i, d) in devices.iter().enumerate() {

@@ -1,6 +1,6 @@
-//! The `CollectiveReduce` kernel: all-reduces its input in place (copy on write) with the group
-//! (the algorithm `communication_hint` names, or the automatic choice by size and hosts)
-//! and applies `final_op` (`Div`: by the group size) on every member.
+//! The `CollectiveReduce` kernel: all-reduces its input in place (copy on write) with the
+//! group (the algorithm `communication_hint` names, or the automatic choice by size and
+//! hosts) and applies `final_op` (`Div`: by the group size) on every member.
 
 use rill_graph::{Error, Node, Result, Tensor};
 
