@@ -34,7 +34,7 @@ pub use op_def::{Allowed, ArgDef, ArgType, AttrDef, OpDef, OpDefBuilder, OpRegis
 pub use pass::{Pass, PassContext, PassManager, PassRecord};
 pub use shape::{Dim, Shape};
 pub use shape_fn::{InferenceContext, ShapeFn};
-pub use tensor::{element_count, Buffer, Dims, Element, ResourceHandle, Tensor};
+pub use tensor::{element_count, try_with_capacity, Buffer, Dims, Element, ResourceHandle, Tensor};
 pub use validate::is_back_edge;
 
 /// The GraphDef producer version Rill writes on graphs it creates.

@@ -150,6 +150,14 @@ owned_eq!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, Strin
 /// A vector of `n` copies of `value`, failing with ResourceExhausted instead of aborting
 /// when the memory is not there.
 pub fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(n)?;
+    v.resize(n, value);
+    Ok(v)
+}
+
+/// An empty vector with room for exactly `n` elements, or ResourceExhausted when they
+/// cannot be allocated (never an abort on absurd sizes).
+pub fn try_with_capacity<T>(n: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| {
         Error::resource_exhausted(format!(
@@ -157,7 +165,6 @@ pub fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
             std::mem::size_of::<T>()
         ))
     })?;
-    v.resize(n, value);
     Ok(v)
 }
 

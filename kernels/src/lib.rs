@@ -92,6 +92,15 @@ impl<'a> KernelContext<'a> {
     /// range the memory plan gave that output when it fits, else a fresh zeroed buffer.
     /// Values already in a planned range are arbitrary (whatever an earlier tensor left).
     pub fn alloc_output<T: Element>(&self, index: usize, dims: &[usize]) -> Result<Tensor> {
+        match self.arena_output::<T>(index, dims)? {
+            Some(t) => Ok(t),
+            None => Tensor::zeros(T::DTYPE, dims),
+        }
+    }
+
+    /// Output `index` of shape `dims` in the arena range the memory plan gives it, or None
+    /// when it has none (or it does not fit). The values are those the range held before.
+    pub fn arena_output<T: Element>(&self, index: usize, dims: &[usize]) -> Result<Option<Tensor>> {
         if let (Some(arena), Some(OutputMemory::Arena { offset, bytes })) =
             (self.arena, self.output_memory.get(index))
         {
@@ -99,10 +108,10 @@ impl<'a> KernelContext<'a> {
             if need <= *bytes && rill_graph::plain_size(T::DTYPE).is_some() {
                 // SAFETY: the memory plan gives this output a range no tensor alive at the
                 // same time overlaps (the executor orders reuse after the last reader).
-                return unsafe { Tensor::in_arena(arena, *offset, T::DTYPE, dims) };
+                return unsafe { Tensor::in_arena(arena, *offset, T::DTYPE, dims) }.map(Some);
             }
         }
-        Tensor::zeros(T::DTYPE, dims)
+        Ok(None)
     }
 
     /// Whether the plan lets output `index` take over data input `input` (in place).

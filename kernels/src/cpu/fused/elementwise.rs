@@ -6,27 +6,32 @@
 //! output. Inputs are read in place when they are dense (native f32/f64), as one value
 //! when they hold one, and gathered per block when they broadcast. Runs of blocks go to
 //! rayon tasks for large outputs. The output takes over an input's buffer when the memory
-//! plan says so (`may_reuse_input`), else comes from the plan's arena (`alloc_output`),
-//! else takes the buffer of an input of its shape that the kernel holds alone, else is
-//! allocated.
+//! plan says so (`may_reuse_input`), else comes from the plan's arena (`arena_output`),
+//! else takes the buffer of an input of its shape that the kernel holds alone, else is a
+//! fresh allocation that is never zeroed first (the kernel writes each element once, so
+//! a fresh output costs one pass over memory, not two).
 //!
 //! Invariants: every output element is written exactly once, by the same per-element
 //! functions as the unfused kernels, in the same order of operations (f16/bf16 rounded
 //! after every instruction), so results are bit for bit those of the unfused ops.
 
+use std::mem::MaybeUninit;
+
 use half::{bf16, f16};
 use rayon::prelude::*;
-use rill_graph::{element_count, DType, Error, Node, Result, Tensor};
+use rill_graph::{element_count, try_with_capacity, DType, Error, Node, Result, Tensor};
 use smallvec::SmallVec;
 
 use super::lane::Lane;
-use super::program::{binary, binary1, leaky_relu, unary, unary1, Op, Program, Src};
+use super::program::{
+    binary, binary1, leaky_relu, map1, unary, unary1, Instr, Op, Program, Src, Store,
+};
 use crate::cpu::math::broadcast::broadcast_dims;
 use crate::cpu::math::num::Float;
 use crate::cpu::math::par::worth_splitting;
 use crate::cpu::math::simd::widest;
 use crate::cpu::math::util::{attr_int, attr_type};
-use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits, OutputMemory};
+use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTraits};
 
 /// Elements per block (4 KiB of f32 per register).
 pub(crate) const BLOCK: usize = 1024;
@@ -130,6 +135,8 @@ enum Loc<C> {
     Input(usize),
     Slot(usize),
     Scalar(C),
+    /// The output itself (the last result, when the output needs no conversion).
+    Out,
 }
 
 /// A program bound to one step's inputs: register locations and slot assignment.
@@ -177,7 +184,7 @@ impl<C: Float> Setup<C> {
                     Loc::Scalar(S::round1(leaky_relu(x, C::from_f64(a as f64))))
                 }
                 (Op::Bin(b), Some(x), Some(Some(y))) => Loc::Scalar(S::round1(binary1(b, x, y))),
-                _ if k == last && direct_out => Loc::Input(usize::MAX),
+                _ if k == last && direct_out => Loc::Out,
                 _ => Loc::Slot(free.pop().unwrap_or_else(|| {
                     slots += 1;
                     slots - 1
@@ -217,12 +224,36 @@ impl<S: Lane> Eval<'_, S> {
             }
             Loc::Slot(s) => Src::Slice(&slots[s][..len]),
             Loc::Scalar(v) => Src::Scalar(v),
+            Loc::Out => unreachable!("the output is never an operand"),
         }
     }
 
-    /// Computes output positions `start..start + out.len()` (at most [`BLOCK`]).
+    /// Runs instruction `ins` on positions `start..start + target.len()` into `target`.
     #[inline(always)]
-    fn block(&self, start: usize, out: &mut [S], slots: &mut [Vec<S::C>]) {
+    fn exec<D: Store<S::C>>(
+        &self,
+        ins: &Instr,
+        slots: &[Vec<S::C>],
+        start: usize,
+        target: &mut [D],
+    ) {
+        let len = target.len();
+        let a = self.src(ins.args[0], slots, start, len);
+        match (ins.op, a) {
+            (Op::Un(u), Src::Slice(x)) => unary(u, x, target),
+            (Op::LeakyRelu(alpha), Src::Slice(x)) => {
+                let alpha = S::C::from_f64(alpha as f64);
+                map1(x, target, |v| leaky_relu(v, alpha));
+            }
+            (Op::Bin(b), _) => binary(b, a, self.src(ins.args[1], slots, start, len), target),
+            _ => unreachable!("scalar results are computed in Setup::new"),
+        }
+    }
+
+    /// Computes output positions `start..start + out.len()` (at most [`BLOCK`]), writing
+    /// every element of `out` once.
+    #[inline(always)]
+    fn block(&self, start: usize, out: &mut [MaybeUninit<S>], slots: &mut [Vec<S::C>]) {
         let len = out.len();
         for (i, read) in self.reads.iter().enumerate() {
             let Loc::Slot(s) = self.setup.locs[i] else {
@@ -232,61 +263,71 @@ impl<S: Lane> Eval<'_, S> {
             match read {
                 Read::Widen => S::widen(&self.ins[i][start..start + len], dst),
                 Read::Gather(g) => g.fill(self.ins[i], start, dst),
-                Read::Output => S::widen(out, dst),
+                // SAFETY: `Read::Output` is only used when the output is an input's buffer,
+                // so `out` holds that input's values until this block overwrites them below.
+                Read::Output => S::widen(unsafe { assume_init(out) }, dst),
                 Read::Direct | Read::Scalar => {}
             }
         }
         let n = self.prog.inputs;
         let last = self.prog.instrs.len() - 1;
         for (k, ins) in self.prog.instrs.iter().enumerate() {
-            let mut dst = match self.setup.locs[n + k] {
-                Loc::Scalar(_) => continue,
-                Loc::Slot(s) => std::mem::take(&mut slots[s]),
-                Loc::Input(_) => vec![],
-            };
-            let target: &mut [S::C] = if dst.is_empty() {
-                S::direct_mut(out).expect("direct output has a native dtype")
-            } else {
-                &mut dst[..len]
-            };
-            let a = self.src(ins.args[0], slots, start, len);
-            match (ins.op, a) {
-                (Op::Un(u), Src::Slice(x)) => unary(u, x, target),
-                (Op::LeakyRelu(alpha), Src::Slice(x)) => {
-                    let alpha = S::C::from_f64(alpha as f64);
-                    for (d, &v) in target.iter_mut().zip(x) {
-                        *d = leaky_relu(v, alpha);
-                    }
+            let s = match self.setup.locs[n + k] {
+                Loc::Slot(s) => s,
+                Loc::Out => {
+                    let out = S::direct_uninit(out).expect("direct output has a native dtype");
+                    self.exec(ins, slots, start, out);
+                    continue;
                 }
-                (Op::Bin(b), _) => binary(b, a, self.src(ins.args[1], slots, start, len), target),
-                _ => unreachable!("scalar results are computed in Setup::new"),
-            }
+                _ => continue,
+            };
+            let mut dst = std::mem::take(&mut slots[s]);
+            self.exec(ins, slots, start, &mut dst[..len]);
             if k != last {
-                S::round(target);
+                S::round(&mut dst[..len]);
             }
-            if let Loc::Slot(s) = self.setup.locs[n + k] {
-                slots[s] = dst;
-            }
+            slots[s] = dst;
         }
         match self.setup.locs[n + last] {
-            Loc::Slot(s) => S::narrow(&slots[s][..len], out),
-            Loc::Scalar(v) => {
-                let mut one = [S::default()];
-                S::narrow(&[v], &mut one);
-                out.fill(one[0]);
-            }
-            Loc::Input(_) => {}
+            Loc::Slot(s) => S::narrow_uninit(&slots[s][..len], out),
+            Loc::Scalar(v) => S::narrow_uninit(&vec![v; len], out),
+            Loc::Out => {}
+            Loc::Input(_) => unreachable!("instruction results are never inputs"),
         }
     }
 
     /// Computes output positions `start..start + out.len()`, block by block.
     #[inline(always)]
-    fn range(&self, start: usize, out: &mut [S]) {
+    fn range(&self, start: usize, out: &mut [MaybeUninit<S>]) {
         let mut slots = vec![vec![S::C::ZERO; BLOCK]; self.setup.slots];
         for (b, chunk) in out.chunks_mut(BLOCK).enumerate() {
             self.block(start + b * BLOCK, chunk, &mut slots);
         }
     }
+}
+
+/// `v` seen as possibly uninitialised memory, for code that only writes initialised values
+/// into it.
+fn as_uninit<T>(v: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; every caller writes only initialised
+    // values through the result, so `v` stays initialised.
+    unsafe { &mut *(v as *mut [T] as *mut [MaybeUninit<T>]) }
+}
+
+/// `v` read as initialised values.
+///
+/// # Safety
+/// Every element of `v` must be initialised.
+unsafe fn assume_init<T>(v: &[MaybeUninit<T>]) -> &[T] {
+    // SAFETY: the caller guarantees every element is initialised; the layouts are equal.
+    unsafe { &*(v as *const [MaybeUninit<T>] as *const [T]) }
+}
+
+/// Where the output is written: an existing tensor (an input's buffer or the plan's
+/// arena range), or a fresh buffer that is never zeroed.
+enum Dest<S> {
+    Tensor(Tensor),
+    Fresh(Vec<S>),
 }
 
 /// Runs `prog` on `inputs` (all of storage type `S`).
@@ -304,72 +345,86 @@ fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> 
     // An input holding the output's values in its order (same count) can take it over.
     let same = |t: &Tensor| n > 0 && t.num_elements() == n && t.dtype() == S::DTYPE;
     let planned = (0..inputs.len()).find(|&i| cx.may_reuse_input(0, i) && same(&inputs[i]));
-    let in_arena = matches!(cx.output_memory.first(), Some(OutputMemory::Arena { .. }));
-    let take = match planned {
-        Some(i) => Some(i),
-        None if in_arena => None,
-        None => (0..inputs.len()).find(|&j| {
+    let arena = match planned {
+        Some(_) => None,
+        None => cx.arena_output::<S>(0, &out_dims)?,
+    };
+    let take = match (planned, &arena) {
+        (Some(i), _) => Some(i),
+        (None, Some(_)) => None,
+        (None, None) => (0..inputs.len()).find(|&j| {
             same(&inputs[j]) && inputs[j].is_exclusive() && cx.may_overwrite_input(0, j, &inputs[j])
         }),
     };
-    let mut out_t = match take {
-        Some(i) => std::mem::replace(&mut inputs[i], Tensor::scalar(S::default())),
-        None => cx.alloc_output::<S>(0, &out_dims)?,
+    let mut dest = match (take, arena) {
+        (Some(i), _) => Dest::Tensor(std::mem::replace(
+            &mut inputs[i],
+            Tensor::scalar(S::default()),
+        )),
+        (None, Some(t)) => Dest::Tensor(t),
+        (None, None) => Dest::Fresh(try_with_capacity::<S>(n)?),
     };
-    if n == 0 {
-        return Ok(out_t);
-    }
-    let reshaped = out_t.dims() != out_dims.as_slice();
-    let ins: Vec<&[S]> = inputs
-        .iter()
-        .map(|t| t.as_slice::<S>())
-        .collect::<Result<_>>()?;
-    let reads: Vec<Read> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if Some(i) == take {
-                Read::Output
-            } else if t.num_elements() == n {
-                if S::direct(ins[i]).is_some() {
-                    Read::Direct
+    if n > 0 {
+        let ins: Vec<&[S]> = inputs
+            .iter()
+            .map(|t| t.as_slice::<S>())
+            .collect::<Result<_>>()?;
+        let reads: Vec<Read> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if Some(i) == take {
+                    Read::Output
+                } else if t.num_elements() == n {
+                    if S::direct(ins[i]).is_some() {
+                        Read::Direct
+                    } else {
+                        Read::Widen
+                    }
+                } else if t.num_elements() == 1 {
+                    Read::Scalar
                 } else {
-                    Read::Widen
+                    Read::Gather(Gather::new(t.dims(), &out_dims))
                 }
-            } else if t.num_elements() == 1 {
-                Read::Scalar
-            } else {
-                Read::Gather(Gather::new(t.dims(), &out_dims))
-            }
-        })
-        .collect();
-    let direct_out = S::direct_mut(&mut [S::default()]).is_some();
-    let eval = Eval {
-        prog,
-        reads: &reads,
-        ins: &ins,
-        setup: Setup::new(prog, &reads, &ins, direct_out),
-    };
-    let out = out_t.as_mut_slice::<S>()?;
-    if worth_splitting(n.saturating_mul(prog.instrs.len())) {
-        let tasks = rayon::current_num_threads() * 4;
-        let chunk = n.div_ceil(tasks).div_ceil(BLOCK).max(4) * BLOCK;
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, part)| {
+            })
+            .collect();
+        let eval = Eval {
+            prog,
+            reads: &reads,
+            ins: &ins,
+            setup: Setup::new(prog, &reads, &ins, S::direct_uninit(&mut []).is_some()),
+        };
+        let out = match &mut dest {
+            Dest::Tensor(t) => as_uninit(t.as_mut_slice::<S>()?),
+            Dest::Fresh(v) => &mut v.spare_capacity_mut()[..n],
+        };
+        if worth_splitting(n.saturating_mul(prog.instrs.len())) {
+            let tasks = rayon::current_num_threads() * 4;
+            let chunk = n.div_ceil(tasks).div_ceil(BLOCK).max(4) * BLOCK;
+            out.par_chunks_mut(chunk).enumerate().for_each(|(c, part)| {
+                widest(
+                    #[inline(always)]
+                    || eval.range(c * chunk, part),
+                )
+            });
+        } else {
             widest(
                 #[inline(always)]
-                || eval.range(c * chunk, part),
-            )
-        });
-    } else {
-        widest(
-            #[inline(always)]
-            || eval.range(0, out),
-        );
+                || eval.range(0, out),
+            );
+        }
     }
-    if reshaped {
-        out_t = out_t.reshape(&out_dims)?;
+    match dest {
+        Dest::Tensor(t) if t.dims() != out_dims.as_slice() => t.reshape(&out_dims),
+        Dest::Tensor(t) => Ok(t),
+        Dest::Fresh(mut v) => {
+            // SAFETY: `v` has capacity `n`, and the evaluation above wrote each of its
+            // first `n` elements (every block writes every element of its range, and the
+            // ranges cover `0..n`).
+            unsafe { v.set_len(n) };
+            Tensor::new(&out_dims, v)
+        }
     }
-    Ok(out_t)
 }
 
 struct FusedElementwise {

@@ -6,6 +6,8 @@
 //! Invariant: `round` followed by `narrow` equals `narrow`, and `widen` is exact, so a
 //! fused chain of rounded f32 steps gives bit for bit what the separate kernels give.
 
+use std::mem::MaybeUninit;
+
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rill_graph::Element;
@@ -19,10 +21,16 @@ pub(crate) trait Lane: Element + Copy + Send + Sync {
     fn direct(s: &[Self]) -> Option<&[Self::C]>;
     /// The values as mutable compute values, when no conversion is needed.
     fn direct_mut(s: &mut [Self]) -> Option<&mut [Self::C]>;
+    /// A fresh output's (uninitialised) values as compute values, when no conversion is
+    /// needed.
+    fn direct_uninit(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<Self::C>]>;
     /// `d = s` widened (exact); `d.len() == s.len()`.
     fn widen(s: &[Self], d: &mut [Self::C]);
     /// `d = s` rounded to this type; `d.len() == s.len()`.
     fn narrow(s: &[Self::C], d: &mut [Self]);
+    /// Writes `s` rounded to this type into `d` (which may be uninitialised); equals
+    /// `narrow`; `d.len() == s.len()`.
+    fn narrow_uninit(s: &[Self::C], d: &mut [MaybeUninit<Self>]);
     /// Rounds compute values to this type's precision in place.
     fn round(v: &mut [Self::C]);
     /// One value widened.
@@ -44,12 +52,22 @@ macro_rules! native {
                 Some(s)
             }
             #[inline]
+            fn direct_uninit(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<Self>]> {
+                Some(s)
+            }
+            #[inline]
             fn widen(s: &[Self], d: &mut [Self]) {
                 d.copy_from_slice(s);
             }
             #[inline]
             fn narrow(s: &[Self], d: &mut [Self]) {
                 d.copy_from_slice(s);
+            }
+            #[inline]
+            fn narrow_uninit(s: &[Self], d: &mut [MaybeUninit<Self>]) {
+                for (d, &v) in d.iter_mut().zip(s) {
+                    d.write(v);
+                }
             }
             #[inline]
             fn round(_: &mut [Self]) {}
@@ -79,12 +97,22 @@ macro_rules! half_lane {
                 None
             }
             #[inline]
+            fn direct_uninit(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
+                None
+            }
+            #[inline]
             fn widen(s: &[Self], d: &mut [f32]) {
                 s.convert_to_f32_slice(d);
             }
             #[inline]
             fn narrow(s: &[f32], d: &mut [Self]) {
                 d.convert_from_f32_slice(s);
+            }
+            #[inline]
+            fn narrow_uninit(s: &[f32], d: &mut [MaybeUninit<Self>]) {
+                for (d, &v) in d.iter_mut().zip(s) {
+                    d.write(<$t>::from_f32(v));
+                }
             }
             #[inline]
             fn round(v: &mut [f32]) {

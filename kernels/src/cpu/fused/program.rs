@@ -12,6 +12,8 @@
 //! and has at least one instruction; every loop is a plain map over slices, so it
 //! vectorises and computes exactly what the unfused kernel computes per element.
 
+use std::mem::MaybeUninit;
+
 use rill_graph::{Error, Result};
 
 use crate::cpu::math::binary::{op as bop, BinaryOp};
@@ -25,24 +27,48 @@ pub(crate) enum Src<'a, T> {
     Scalar(T),
 }
 
+/// A destination element an instruction writes a `T` into: a `T`, or a `MaybeUninit<T>`
+/// of a fresh (never zeroed) output.
+pub(crate) trait Store<T> {
+    fn store(&mut self, v: T);
+}
+
+impl<T> Store<T> for T {
+    #[inline(always)]
+    fn store(&mut self, v: T) {
+        *self = v;
+    }
+}
+
+impl<T> Store<T> for MaybeUninit<T> {
+    #[inline(always)]
+    fn store(&mut self, v: T) {
+        self.write(v);
+    }
+}
+
+/// `dst[i] = f(src[i])`.
 #[inline(always)]
-fn map1<T: Copy>(src: &[T], dst: &mut [T], f: impl Fn(T) -> T) {
+pub(crate) fn map1<T: Copy, D: Store<T>>(src: &[T], dst: &mut [D], f: impl Fn(T) -> T) {
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = f(s);
+        d.store(f(s));
     }
 }
 
 #[inline(always)]
-fn map2<T: Copy>(x: Src<T>, y: Src<T>, dst: &mut [T], f: impl Fn(T, T) -> T) {
+fn map2<T: Copy, D: Store<T>>(x: Src<T>, y: Src<T>, dst: &mut [D], f: impl Fn(T, T) -> T) {
     match (x, y) {
         (Src::Slice(a), Src::Slice(b)) => {
             for ((d, &p), &q) in dst.iter_mut().zip(a).zip(b) {
-                *d = f(p, q);
+                d.store(f(p, q));
             }
         }
         (Src::Slice(a), Src::Scalar(q)) => map1(a, dst, |p| f(p, q)),
         (Src::Scalar(p), Src::Slice(b)) => map1(b, dst, |q| f(p, q)),
-        (Src::Scalar(p), Src::Scalar(q)) => dst.fill(f(p, q)),
+        (Src::Scalar(p), Src::Scalar(q)) => {
+            let v = f(p, q);
+            dst.iter_mut().for_each(|d| d.store(v));
+        }
     }
 }
 
@@ -60,7 +86,7 @@ macro_rules! unary_table {
 
         /// `dst[i] = op(src[i])`.
         #[inline(always)]
-        pub(crate) fn unary<T: Float>(op: Un, src: &[T], dst: &mut [T]) {
+        pub(crate) fn unary<T: Float, D: Store<T>>(op: Un, src: &[T], dst: &mut [D]) {
             match op { $(Un::$name => map1(src, dst, <uop::$name as UnaryOp>::float::<T>),)* }
         }
 
@@ -100,7 +126,7 @@ macro_rules! binary_table {
 
         /// `dst[i] = op(x[i], y[i])` (a scalar operand is broadcast).
         #[inline(always)]
-        pub(crate) fn binary<T: Float>(op: Bin, x: Src<T>, y: Src<T>, dst: &mut [T]) {
+        pub(crate) fn binary<T: Float, D: Store<T>>(op: Bin, x: Src<T>, y: Src<T>, dst: &mut [D]) {
             match op { $(Bin::$name => map2(x, y, dst, <bop::$name as BinaryOp>::float::<T>),)* }
         }
 

@@ -216,6 +216,20 @@ fn programs_with_broadcasting_match_the_unfused_ops() {
     );
     // Empty outputs.
     check_program(&["AddV2 0 1", "Neg 2"], &[&[0, 3], &[3]]);
+    // A result computed from scalars alone fills a large fresh output (every element
+    // written, though the output is never zeroed first).
+    for dtype in FLOATS {
+        let got = fused(
+            &["Mul 0 1", "Neg 3"],
+            vec![
+                tensor(dtype, &[], &[1.5]),
+                tensor(dtype, &[], &[-2.0]),
+                tensor(dtype, &[3, 1500], &data(4500, 7, 2.0)),
+            ],
+        );
+        assert_eq!(got.dims(), &[3, 1500], "{dtype}");
+        assert!(values(&got).iter().all(|&v| v == 3.0), "{dtype}");
+    }
 }
 
 #[test]
