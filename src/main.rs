@@ -77,6 +77,9 @@ enum Command {
     Train(TrainArgs),
     /// Print the op reference (markdown): every op, its CPU kernel dtypes and gradient.
     Ops,
+    /// List this machine's devices: the CPU, and each NVIDIA GPU the CUDA driver reports (or
+    /// why there is none).
+    Devices,
     /// Start a local cluster (ps and worker `rill server` tasks on free loopback ports) and
     /// run a command against it with TF_CONFIG and RILL_CLUSTER_TOKEN set; stops the cluster
     /// when the command ends and exits with its code.
@@ -539,6 +542,7 @@ fn main() -> Result<()> {
         Command::Bench { graph, step, iters } => bench(&Step::load(&graph, step)?, iters)?,
         Command::Train(args) => train(args)?,
         Command::Ops => print!("{}", rill::ops_doc::render_ops_markdown()),
+        Command::Devices => print_devices(),
         Command::Launch(args) => std::process::exit(launch::run(args)?),
         Command::Server(args) => serve::run(args)?,
         Command::CollectiveBench(args) => {
@@ -546,4 +550,13 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `rill devices`: the local CPU device and the GPUs the CUDA driver reports.
+fn print_devices() {
+    let cpus = rill::runtime::device::DeviceSet::local_cpus(1);
+    for d in cpus.devices() {
+        println!("{} ({} threads)", d.name(), d.threads);
+    }
+    println!("{}", rill::kernels::gpu::probe().describe());
 }

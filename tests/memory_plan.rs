@@ -11,25 +11,28 @@ use rill::prelude::*;
 struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static BIG_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// The size of the last counted allocation, to name the culprit when there is one.
+static LAST_BIG: AtomicUsize = AtomicUsize::new(0);
 const BIG: usize = 16 << 10;
+
+fn count(size: usize) {
+    if size >= BIG && COUNTING.load(Ordering::Relaxed) {
+        BIG_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LAST_BIG.store(size, Ordering::Relaxed);
+    }
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= BIG && COUNTING.load(Ordering::Relaxed) {
-            BIG_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= BIG && COUNTING.load(Ordering::Relaxed) {
-            BIG_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(layout.size());
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size >= BIG && COUNTING.load(Ordering::Relaxed) {
-            BIG_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -141,7 +144,8 @@ fn steady_state_steps_allocate_nothing_for_planned_tensors() {
     assert_eq!(
         BIG_ALLOCS.load(Ordering::Relaxed),
         0,
-        "steady-state steps allocated tensor memory"
+        "steady-state steps allocated tensor memory (the last: {} bytes)",
+        LAST_BIG.load(Ordering::Relaxed)
     );
     assert_eq!(first[0], last[0]);
 

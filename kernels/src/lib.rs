@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use rill_graph::{Arena, DType, Element, Error, Node, Result, Tensor};
 
 pub mod cpu;
+pub mod gpu;
 pub mod rendezvous;
 mod resource;
 

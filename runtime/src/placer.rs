@@ -266,6 +266,15 @@ fn reason(
     let full = spec.merged_with(&local_defaults());
     if let Some(ty) = &full.device_type {
         if !KERNEL_DEVICE_TYPES.iter().any(|t| t.name() == ty) {
+            if ty == "GPU" {
+                // Say what the machine has too: a missing driver or build feature is the
+                // usual reason a TensorFlow graph's GPU pin cannot be honoured.
+                let found = match &rill_kernels::gpu::probe().why_none {
+                    Some(why) => format!("no GPU: {why}"),
+                    None => "Rill has no GPU kernels yet".to_string(),
+                };
+                return format!("no GPU kernel ({found})");
+            }
             return format!("no {ty} kernel");
         }
     }

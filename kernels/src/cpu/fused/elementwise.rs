@@ -11,6 +11,10 @@
 //! fresh allocation that is never zeroed first (the kernel writes each element once, so
 //! a fresh output costs one pass over memory, not two).
 //!
+//! Large outputs whose inputs are all dense or scalar (f32, f64) run as native code
+//! instead (`jit.rs`: one SIMD loop with the whole program in machine registers), the last
+//! few elements of each run, fewer than a vector, in the interpreter.
+//!
 //! Invariants: every output element is written exactly once, by the same per-element
 //! functions as the unfused kernels, in the same order of operations (f16/bf16 rounded
 //! after every instruction), so results are bit for bit those of the unfused ops.
@@ -22,6 +26,7 @@ use rayon::prelude::*;
 use rill_graph::{element_count, try_with_capacity, DType, Error, Node, Result, Tensor};
 use smallvec::SmallVec;
 
+use super::jit;
 use super::lane::Lane;
 use super::program::{
     binary, binary1, leaky_relu, map1, unary, unary1, Instr, Op, Program, Src, Store,
@@ -35,6 +40,11 @@ use crate::{unsupported_dtype, Kernel, KernelContext, KernelRegistry, MemoryTrai
 
 /// Elements per block (4 KiB of f32 per register).
 pub(crate) const BLOCK: usize = 1024;
+
+/// Outputs of at least this many elements use the compiled program. It is compiled once
+/// per kernel on first use, in about half a millisecond: as long as interpreting an
+/// 8-op program over this many elements about 40 times.
+pub(crate) const JIT_MIN_ELEMENTS: usize = 1 << 15;
 
 type Small = SmallVec<[usize; 6]>;
 
@@ -330,8 +340,13 @@ enum Dest<S> {
     Fresh(Vec<S>),
 }
 
-/// Runs `prog` on `inputs` (all of storage type `S`).
-fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> Result<Tensor> {
+/// Runs `prog` on `inputs` (all of storage type `S`), natively when `compiled` has it.
+fn run<S: Lane>(
+    prog: &Program,
+    compiled: &jit::Cache,
+    cx: &KernelContext,
+    mut inputs: Vec<Tensor>,
+) -> Result<Tensor> {
     if inputs.len() != prog.inputs {
         return Err(Error::invalid_argument(format!(
             "_FusedElementwise expects {} inputs, got {}",
@@ -394,6 +409,46 @@ fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> 
             ins: &ins,
             setup: Setup::new(prog, &reads, &ins, S::direct_uninit(&mut []).is_some()),
         };
+        let native = (n >= JIT_MIN_ELEMENTS
+            && reads
+                .iter()
+                .all(|r| matches!(r, Read::Direct | Read::Scalar | Read::Output)))
+        .then(|| {
+            let scalar: Vec<bool> = reads.iter().map(|r| matches!(r, Read::Scalar)).collect();
+            compiled.get(prog, S::DTYPE, &scalar)
+        })
+        .flatten();
+        // Computes output positions `start..start + part.len()`.
+        let range = |start: usize, part: &mut [MaybeUninit<S>]| {
+            let done = match &native {
+                Some(code) => {
+                    let len = part.len() / code.lanes * code.lanes;
+                    let at: SmallVec<[*const u8; 8]> = reads
+                        .iter()
+                        .zip(&ins)
+                        .map(|(r, v)| match r {
+                            Read::Scalar => v.as_ptr().cast(),
+                            Read::Output => part.as_ptr().cast(),
+                            _ => v[start..].as_ptr().cast(),
+                        })
+                        .collect();
+                    // SAFETY: a dense input has `n` elements, so `len` from `start` on; a
+                    // scalar one has one; `part` has `len` writable elements; the input
+                    // read as `Read::Output` is `part` itself (allowed: the code reads each
+                    // position before writing it); `len` is a multiple of `lanes`; the
+                    // program was compiled for `S` with these scalar inputs.
+                    unsafe { code.call(&at, part.as_mut_ptr().cast(), len) };
+                    len
+                }
+                None => 0,
+            };
+            if done < part.len() {
+                widest(
+                    #[inline(always)]
+                    || eval.range(start + done, &mut part[done..]),
+                );
+            }
+        };
         let out = match &mut dest {
             Dest::Tensor(t) => as_uninit(t.as_mut_slice::<S>()?),
             Dest::Fresh(v) => &mut v.spare_capacity_mut()[..n],
@@ -401,17 +456,11 @@ fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> 
         if worth_splitting(n.saturating_mul(prog.instrs.len())) {
             let tasks = rayon::current_num_threads() * 4;
             let chunk = n.div_ceil(tasks).div_ceil(BLOCK).max(4) * BLOCK;
-            out.par_chunks_mut(chunk).enumerate().for_each(|(c, part)| {
-                widest(
-                    #[inline(always)]
-                    || eval.range(c * chunk, part),
-                )
-            });
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(c, part)| range(c * chunk, part));
         } else {
-            widest(
-                #[inline(always)]
-                || eval.range(0, out),
-            );
+            range(0, out);
         }
     }
     match dest {
@@ -430,6 +479,7 @@ fn run<S: Lane>(prog: &Program, cx: &KernelContext, mut inputs: Vec<Tensor>) -> 
 struct FusedElementwise {
     prog: Program,
     dtype: DType,
+    compiled: jit::Cache,
 }
 
 impl Kernel for FusedElementwise {
@@ -439,10 +489,10 @@ impl Kernel for FusedElementwise {
 
     fn compute(&self, cx: &KernelContext, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let out = match self.dtype {
-            DType::F32 => run::<f32>(&self.prog, cx, inputs)?,
-            DType::F64 => run::<f64>(&self.prog, cx, inputs)?,
-            DType::F16 => run::<f16>(&self.prog, cx, inputs)?,
-            DType::BF16 => run::<bf16>(&self.prog, cx, inputs)?,
+            DType::F32 => run::<f32>(&self.prog, &self.compiled, cx, inputs)?,
+            DType::F64 => run::<f64>(&self.prog, &self.compiled, cx, inputs)?,
+            DType::F16 => run::<f16>(&self.prog, &self.compiled, cx, inputs)?,
+            DType::BF16 => run::<bf16>(&self.prog, &self.compiled, cx, inputs)?,
             d => return Err(unsupported_dtype("_FusedElementwise", d)),
         };
         Ok(vec![out])
@@ -464,6 +514,7 @@ fn factory(node: &Node) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(FusedElementwise {
         prog: Program::parse(inputs, ops)?,
         dtype,
+        compiled: jit::Cache::default(),
     }))
 }
 

@@ -16,6 +16,9 @@ mod conv;
 mod elementwise;
 mod epilogue;
 mod gemm;
+mod jit;
+#[cfg(test)]
+mod jit_tests;
 mod lane;
 mod matmul;
 mod program;

@@ -1,10 +1,12 @@
 //! Tests of `_FusedElementwise`: every op of the table against its unfused kernel, bit for
 //! bit, in every float dtype; programs with broadcasting, scalars, shared registers, large
-//! (parallel) outputs and in-place outputs against the unfused ops run one by one; errors.
+//! (parallel, natively compiled) outputs and in-place outputs against the unfused ops run
+//! one by one; errors.
 
 use half::{bf16, f16};
 use rill_graph::{AttrValue, DType, Element, Tensor};
 
+use super::elementwise::JIT_MIN_ELEMENTS;
 use super::program::{BINARY_OPS, UNARY_OPS};
 use crate::cpu::math::test_util::{node, random};
 use crate::{DeviceType, KernelContext, OutputMemory, ResourceMgr};
@@ -91,30 +93,46 @@ pub(super) fn tensor(dtype: DType, dims: &[usize], v: &[f64]) -> Tensor {
     }
 }
 
+/// Values every op is checked on: signed zeros and infinities, NaN, tiny, huge, and the
+/// points where Relu6 and LeakyRelu change.
+pub(super) const SPECIAL: [f64; 16] = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    -2.5,
+    6.0,
+    7.5,
+    1e-30,
+    -1e-8,
+    90.0,
+    -90.0,
+    1e30,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    f64::NAN,
+];
+
 /// `n` values: special ones first, then random ones in [-scale, scale).
 fn data(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-    let special = [
-        0.0,
-        -0.0,
-        1.0,
-        -1.0,
-        0.5,
-        -2.5,
-        6.0,
-        7.5,
-        1e-30,
-        -1e-8,
-        90.0,
-        -90.0,
-        1e30,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NAN,
-    ];
-    let mut v: Vec<f64> = special.iter().copied().cycle().take(n.min(48)).collect();
+    let mut v: Vec<f64> = SPECIAL.iter().copied().cycle().take(n.min(48)).collect();
     v.extend(random(n - v.len(), seed).iter().map(|&x| x as f64 * scale));
     v
 }
+
+/// The benchmark's chain (`rill::bench_graphs::elementwise_chain`) over registers x, y and
+/// the scalar 0.5.
+const BENCH_CHAIN: [&str; 8] = [
+    "Mul 0 2",
+    "AddV2 3 1",
+    "Relu 4",
+    "Sub 5 0",
+    "Square 6",
+    "Mul 7 1",
+    "Maximum 8 0",
+    "Neg 9",
+];
 
 const FLOATS: [DType; 4] = [DType::F32, DType::F64, DType::F16, DType::BF16];
 
@@ -268,6 +286,30 @@ fn outputs_go_over_inputs_the_plan_gives() {
     assert_same(&keep, &original, "the shared input");
 }
 
+/// Outputs of at least `JIT_MIN_ELEMENTS` with dense and scalar inputs run as native code
+/// (f32, f64) with a tail shorter than a vector interpreted; f16 and bf16, and programs
+/// with an op that has no vector form, stay in the interpreter. All match the unfused ops.
+#[test]
+fn large_dense_programs_match_the_unfused_ops() {
+    let n = JIT_MIN_ELEMENTS + 3;
+    check_program(&BENCH_CHAIN, &[&[n], &[n], &[]]);
+    check_program(&["Mul 0 1", "Tanh 2", "Sign 3"], &[&[n], &[n]]);
+    // The output over input 0, which the compiled loop reads before it writes.
+    for dtype in [DType::F32, DType::F64] {
+        let ops = ["Mul 0 1", "AddV2 2 0", "Relu6 3", "Minimum 4 1"];
+        let x = tensor(dtype, &[n], &data(n, 3, 8.0));
+        let y = tensor(dtype, &[n], &data(n, 4, 8.0));
+        let want = unfused(&ops, &[x.clone(), y.clone()]);
+        let plan = [OutputMemory::InPlace {
+            input: 0,
+            offset: 0,
+            bytes: n * dtype.size().unwrap(),
+        }];
+        let got = run_with("_FusedElementwise", &program(2, &ops), vec![x, y], &plan);
+        assert_same(&got.unwrap(), &want, &format!("in place {dtype}"));
+    }
+}
+
 #[test]
 fn bad_programs_and_inputs_are_errors() {
     let x = || tensor(DType::F32, &[4], &[1.0, 2.0, 3.0, 4.0]);
@@ -319,16 +361,7 @@ fn perf_fused_chain() {
     let x = Tensor::new(&[n], random(n, 1)).unwrap();
     let y = Tensor::new(&[n], random(n, 2)).unwrap();
     let half = Tensor::scalar(0.5f32);
-    let ops = [
-        "Mul 0 2",
-        "AddV2 3 1",
-        "Relu 4",
-        "Sub 5 0",
-        "Square 6",
-        "Mul 7 1",
-        "Maximum 8 0",
-        "Neg 9",
-    ];
+    let ops = BENCH_CHAIN;
     let time = |label: &str, f: &dyn Fn() -> Tensor| {
         let _ = f();
         let reps = 100;
