@@ -69,6 +69,9 @@ pub(crate) trait Float:
     }
 }
 
+/// Where [`Float::asinh`] and [`Float::acosh`] switch to `ln(2|x|)`.
+const ASINH_LARGE: f64 = (1u64 << 28) as f64;
+
 macro_rules! float_impl {
     ($($t:ident: $exp:path, $tanh:path),*) => {$(
         impl Float for $t {
@@ -83,7 +86,34 @@ macro_rules! float_impl {
             #[inline(always)]
             fn to_f64(self) -> f64 { self as f64 }
             float_impl!(@unary $t: abs sqrt exp_m1 ln ln_1p sin cos tan asin acos atan sinh
-                cosh asinh acosh atanh floor ceil trunc round_ties_even);
+                cosh floor ceil trunc round_ties_even);
+            // Rust's asinh and acosh overflow to infinity for |x| near MAX (their forms
+            // add x to about x); past 2^28, sqrt(x^2 ± 1) is x to rounding, so both are
+            // ln(2|x|), as C's and TensorFlow's are.
+            #[inline(always)]
+            fn asinh(self) -> Self {
+                let a = self.abs();
+                if a > ASINH_LARGE as $t {
+                    (a.ln() + std::f64::consts::LN_2 as $t).copysign(self)
+                } else {
+                    $t::asinh(self)
+                }
+            }
+            // Rust's atanh takes log1p(2x / (1 - x)) of x itself, which loses up to ~60 ulps
+            // for x near -1 (log1p near -1); the odd symmetry keeps its argument positive.
+            #[inline(always)]
+            fn atanh(self) -> Self {
+                let a = self.abs();
+                (0.5 * ((a + a) / (1.0 - a)).ln_1p()).copysign(self)
+            }
+            #[inline(always)]
+            fn acosh(self) -> Self {
+                if self > ASINH_LARGE as $t {
+                    self.ln() + std::f64::consts::LN_2 as $t
+                } else {
+                    $t::acosh(self)
+                }
+            }
             #[inline(always)]
             fn exp(self) -> Self { $exp(self) }
             #[inline(always)]

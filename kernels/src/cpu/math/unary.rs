@@ -27,13 +27,19 @@ pub(crate) trait UnaryOp: Send + Sync + 'static {
     }
 }
 
-const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
-const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+pub(crate) const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+pub(crate) const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+
+/// Softplus's cut-off `log(eps) + 2` in `T`.
+#[inline(always)]
+pub(crate) fn softplus_threshold<T: Float>() -> T {
+    T::EPSILON.ln() + T::from_f64(2.0)
+}
 
 /// TensorFlow's Softplus: `x` above `-log(eps) - 2`, `exp(x)` below `log(eps) + 2`.
 #[inline(always)]
 fn softplus<T: Float>(x: T) -> T {
-    let threshold = T::EPSILON.ln() + T::from_f64(2.0);
+    let threshold = softplus_threshold::<T>();
     if x > -threshold {
         x
     } else if x < threshold {
@@ -279,6 +285,22 @@ mod tests {
 
     #[test]
     fn float_formulas() {
+        // Inverse hyperbolics stay finite and accurate for huge inputs and near -1.
+        let x = [-3e38, 0.5, -0.9942694, 1.5, 0.25, -0.0];
+        let want = [
+            -89.28995, 0.48121184, -2.926_104, 0.9624237, 0.25541282, -0.0,
+        ];
+        let asinh = un("Asinh", &x);
+        assert!((asinh[0] - want[0]).abs() < 1e-4 && (asinh[1] - want[1]).abs() < 1e-7);
+        assert_eq!(asinh[5].to_bits(), (-0.0f32).to_bits());
+        let acosh = un("Acosh", &[3e38, 1.5, 0.5]);
+        assert!((acosh[0] - 89.28995).abs() < 1e-4 && (acosh[1] - want[3]).abs() < 1e-7);
+        assert!(acosh[2].is_nan());
+        let atanh = un("Atanh", &[x[2], x[4], -x[4], 1.0, -1.0]);
+        // Within 2 ulps of the true -2.9261038700.
+        assert!((atanh[0] - want[2]).abs() <= 2.0 * 2.4e-7, "{}", atanh[0]);
+        assert_eq!((atanh[1], atanh[2]), (want[4], -want[4]));
+        assert_eq!((atanh[3], atanh[4]), (f32::INFINITY, f32::NEG_INFINITY));
         assert_eq!(
             un("Round", &[0.5, 1.5, 2.5, -0.5, -1.5, 2.6]),
             [0.0, 2.0, 2.0, -0.0, -2.0, 3.0]
