@@ -46,7 +46,7 @@ pub(crate) const BLOCK: usize = 1024;
 /// 8-op program over this many elements about 40 times.
 pub(crate) const JIT_MIN_ELEMENTS: usize = 1 << 15;
 
-type Small = SmallVec<[usize; 6]>;
+pub(crate) type Small = SmallVec<[usize; 6]>;
 
 /// How a broadcast input maps onto the output: collapsed output dims and the input's
 /// stride along each (0 where it is broadcast).
@@ -55,35 +55,44 @@ struct Gather {
     strides: Small,
 }
 
+/// A broadcast input's view of the output: the output's dims with runs of dims that the
+/// input broadcasts alike (or alike not) merged and dims of 1 dropped, and the input's
+/// stride along each merged dim (0 where it is broadcast). The product of the dims is the
+/// output's element count; the CUDA kernel indexes a broadcast input with the same pair.
+pub(crate) fn collapsed_broadcast(input: &[usize], out: &[usize]) -> (Small, Small) {
+    let pad = out.len() - input.len();
+    let (mut dims, mut flags) = (Small::new(), SmallVec::<[bool; 6]>::new());
+    for (d, &size) in out.iter().enumerate() {
+        if size == 1 {
+            continue;
+        }
+        let broadcast = d < pad || input[d - pad] == 1;
+        match (flags.last(), dims.last_mut()) {
+            (Some(&f), Some(last)) if f == broadcast => *last *= size,
+            _ => {
+                dims.push(size);
+                flags.push(broadcast);
+            }
+        }
+    }
+    if dims.is_empty() {
+        dims.push(1);
+        flags.push(true);
+    }
+    let mut strides = Small::from_elem(0, dims.len());
+    let mut acc = 1;
+    for d in (0..dims.len()).rev() {
+        if !flags[d] {
+            strides[d] = acc;
+            acc *= dims[d];
+        }
+    }
+    (dims, strides)
+}
+
 impl Gather {
     fn new(input: &[usize], out: &[usize]) -> Gather {
-        let pad = out.len() - input.len();
-        let (mut dims, mut flags) = (Small::new(), SmallVec::<[bool; 6]>::new());
-        for (d, &size) in out.iter().enumerate() {
-            if size == 1 {
-                continue;
-            }
-            let broadcast = d < pad || input[d - pad] == 1;
-            match (flags.last(), dims.last_mut()) {
-                (Some(&f), Some(last)) if f == broadcast => *last *= size,
-                _ => {
-                    dims.push(size);
-                    flags.push(broadcast);
-                }
-            }
-        }
-        if dims.is_empty() {
-            dims.push(1);
-            flags.push(true);
-        }
-        let mut strides = Small::from_elem(0, dims.len());
-        let mut acc = 1;
-        for d in (0..dims.len()).rev() {
-            if !flags[d] {
-                strides[d] = acc;
-                acc *= dims[d];
-            }
-        }
+        let (dims, strides) = collapsed_broadcast(input, out);
         Gather { dims, strides }
     }
 
@@ -414,7 +423,8 @@ fn run<S: Lane>(
                 .iter()
                 .all(|r| matches!(r, Read::Direct | Read::Scalar | Read::Output)))
         .then(|| {
-            let scalar: Vec<bool> = reads.iter().map(|r| matches!(r, Read::Scalar)).collect();
+            let scalar: SmallVec<[bool; 8]> =
+                reads.iter().map(|r| matches!(r, Read::Scalar)).collect();
             compiled.get(prog, S::DTYPE, &scalar)
         })
         .flatten();
@@ -423,12 +433,14 @@ fn run<S: Lane>(
             let done = match &native {
                 Some(code) => {
                     let len = part.len() / code.lanes * code.lanes;
+                    // One pointer for writing `part` and reading it as an input.
+                    let out: *mut u8 = part.as_mut_ptr().cast();
                     let at: SmallVec<[*const u8; 8]> = reads
                         .iter()
                         .zip(&ins)
                         .map(|(r, v)| match r {
                             Read::Scalar => v.as_ptr().cast(),
-                            Read::Output => part.as_ptr().cast(),
+                            Read::Output => out.cast_const(),
                             _ => v[start..].as_ptr().cast(),
                         })
                         .collect();
@@ -437,7 +449,7 @@ fn run<S: Lane>(
                     // read as `Read::Output` is `part` itself (allowed: the code reads each
                     // position before writing it); `len` is a multiple of `lanes`; the
                     // program was compiled for `S` with these scalar inputs.
-                    unsafe { code.call(&at, part.as_mut_ptr().cast(), len) };
+                    unsafe { code.call(&at, out, len) };
                     len
                 }
                 None => 0,

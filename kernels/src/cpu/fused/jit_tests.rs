@@ -47,14 +47,14 @@ const NATIVE: &[&str] = &[
 
 /// The kernel tests' special values and a few more (a rounding tie, near f32's lowest,
 /// a NaN with the sign bit set).
-fn special() -> Vec<f64> {
+pub(crate) fn special() -> Vec<f64> {
     let more = [2.5, -3.0e38, -f64::NAN];
     SPECIAL.iter().chain(&more).copied().collect()
 }
 
 /// Every (x, y) pair of special values, then random pairs; a length that is a multiple of
 /// every lane count.
-fn pairs() -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn pairs() -> (Vec<f64>, Vec<f64>) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let special = special();
     for &a in &special {
@@ -72,7 +72,7 @@ fn pairs() -> (Vec<f64>, Vec<f64>) {
     (x, y)
 }
 
-fn same<T: Float>(got: T, want: T) -> bool {
+pub(crate) fn same<T: Float>(got: T, want: T) -> bool {
     (got.is_nan() && want.is_nan()) || got.to_f64().to_bits() == want.to_f64().to_bits()
 }
 

@@ -13,17 +13,17 @@ use crate::KernelRegistry;
 #[cfg(test)]
 mod contraction_tests;
 mod conv;
-mod elementwise;
+pub(crate) mod elementwise;
 mod epilogue;
 mod gemm;
 mod jit;
 #[cfg(test)]
-mod jit_tests;
+pub(crate) mod jit_tests;
 mod lane;
 mod matmul;
-mod program;
+pub(crate) mod program;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use program::elementwise_signature;
 

@@ -40,7 +40,7 @@ fn program(n: usize, ops: &[&str]) -> Vec<(&'static str, AttrValue)> {
     ]
 }
 
-fn fused(ops: &[&str], inputs: Vec<Tensor>) -> Tensor {
+pub(crate) fn fused(ops: &[&str], inputs: Vec<Tensor>) -> Tensor {
     run("_FusedElementwise", &program(inputs.len(), ops), inputs)
 }
 
@@ -70,7 +70,7 @@ fn values(t: &Tensor) -> Vec<f64> {
     }
 }
 
-pub(super) fn assert_same(got: &Tensor, want: &Tensor, what: &str) {
+pub(crate) fn assert_same(got: &Tensor, want: &Tensor, what: &str) {
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
     assert_eq!(got.dims(), want.dims(), "{what}: dims");
     for (i, (g, w)) in values(got).iter().zip(values(want)).enumerate() {
@@ -80,7 +80,7 @@ pub(super) fn assert_same(got: &Tensor, want: &Tensor, what: &str) {
 }
 
 /// A tensor of `dtype` from f64 values.
-pub(super) fn tensor(dtype: DType, dims: &[usize], v: &[f64]) -> Tensor {
+pub(crate) fn tensor(dtype: DType, dims: &[usize], v: &[f64]) -> Tensor {
     fn make<T: Element>(dims: &[usize], v: Vec<T>) -> Tensor {
         Tensor::new(dims, v).unwrap()
     }
@@ -115,7 +115,7 @@ pub(super) const SPECIAL: [f64; 16] = [
 ];
 
 /// `n` values: special ones first, then random ones in [-scale, scale).
-fn data(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+pub(crate) fn data(n: usize, seed: u64, scale: f64) -> Vec<f64> {
     let mut v: Vec<f64> = SPECIAL.iter().copied().cycle().take(n.min(48)).collect();
     v.extend(random(n - v.len(), seed).iter().map(|&x| x as f64 * scale));
     v
@@ -123,7 +123,7 @@ fn data(n: usize, seed: u64, scale: f64) -> Vec<f64> {
 
 /// The benchmark's chain (`rill::bench_graphs::elementwise_chain`) over registers x, y and
 /// the scalar 0.5.
-const BENCH_CHAIN: [&str; 8] = [
+pub(crate) const BENCH_CHAIN: [&str; 8] = [
     "Mul 0 2",
     "AddV2 3 1",
     "Relu 4",
